@@ -1,0 +1,140 @@
+"""
+How a wait proceeds between polls: when progress is worth a log line, when a task's clock has
+stopped, and how long to wait before the next poll. Pure, shared by the sensor and the trigger.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from airflow_provider_confluence.exceptions import LongTaskFailed, LongTaskStalled
+from airflow_provider_confluence.longtask import LongTask, Outcome, format_duration
+
+#: Default seconds a not-done task's clock (``elapsedTime``) may stand still before the wait ends.
+DEFAULT_STALL_TIMEOUT = 600.0
+
+
+@dataclass
+class ProgressTracker:
+    """
+    Remembers the previous status of one task.
+
+    ``observe`` answers two questions about each new status: did the progress (percent or status)
+    change, so that it deserves a log line; and has the task's clock stopped. A running Confluence
+    task's ``elapsedTime`` grows at every poll; once the task stops, its clock stops. A task that is
+    not reported done but whose clock stood still for ``stall_timeout`` seconds (and at least two
+    polls) is *stalled*: Data Center stops failed tasks below 100 % this way.
+    """
+
+    stall_timeout: float | None = DEFAULT_STALL_TIMEOUT
+    _progress: tuple[int, str | None] | None = field(default=None, init=False)
+    _elapsed_ms: int | None = field(default=None, init=False)
+    _still_since: float | None = field(default=None, init=False)
+    _still_polls: int = field(default=0, init=False)
+
+    def observe(self, task: LongTask, now: float) -> tuple[bool, bool]:
+        """``(changed, stalled)`` for this status seen at ``now`` (``time.time()``)."""
+        progress = (task.percentage_complete, task.status)
+        changed = progress != self._progress
+        self._progress = progress
+        if task.is_done or task.elapsed_time_ms == 0 or task.elapsed_time_ms != self._elapsed_ms:
+            self._elapsed_ms = task.elapsed_time_ms
+            self._still_since, self._still_polls = now, 0
+            return changed, False
+        self._still_polls += 1
+        since = self._still_since if self._still_since is not None else now
+        stalled = (
+            self.stall_timeout is not None and self._still_polls >= 2 and now - since >= self.stall_timeout
+        )
+        return changed, stalled
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What one poll concluded: keep waiting, or done with a result or a failure."""
+
+    done: bool
+    task: LongTask | None = None
+    failure: LongTaskFailed | None = None
+    progress_line: str | None = None
+
+
+class LongTaskWait:
+    """
+    The rules of waiting on one task, for the sensor (poke and reschedule) and the trigger alike.
+
+    ``started_at`` is when the wait began (``time.time()``): a 404 is tolerated for
+    ``not_found_grace`` seconds after it (a task just started may not be visible yet).
+    """
+
+    def __init__(
+        self,
+        task_id: str,
+        *,
+        started_at: float,
+        not_found_grace: float = 0.0,
+        warnings_fail: bool = False,
+        stall_timeout: float | None = DEFAULT_STALL_TIMEOUT,
+    ) -> None:
+        self.task_id = task_id
+        self.started_at = started_at
+        self.not_found_grace = not_found_grace
+        self.warnings_fail = warnings_fail
+        self.tracker = ProgressTracker(stall_timeout)
+        self.last_seen: LongTask | None = None
+
+    def on_status(self, task: LongTask, now: float) -> Verdict:
+        self.last_seen = task
+        changed, stalled = self.tracker.observe(task, now)
+        line = task.describe() if changed else None
+        outcome = task.outcome(warnings_fail=self.warnings_fail)
+        if outcome is Outcome.SUCCESS:
+            return Verdict(done=True, task=task, progress_line=line)
+        if outcome is Outcome.FAILURE:
+            return Verdict(done=True, task=task, failure=task.to_failure(), progress_line=line)
+        if stalled:
+            return Verdict(done=True, task=task, failure=self._stalled(task), progress_line=line)
+        return Verdict(done=False, task=task, progress_line=line)
+
+    def tolerates_not_found(self, now: float) -> bool:
+        """True while a 404 is still inside the grace window after the wait started."""
+        return now < self.started_at + self.not_found_grace
+
+    def _stalled(self, task: LongTask) -> LongTaskStalled:
+        stall = self.tracker.stall_timeout or 0
+        failure = task.to_failure()
+        keys = f" Error keys: {', '.join(failure.error_keys)}." if failure.error_keys else ""
+        message = (
+            f"Confluence task {task.id} ({task.display_name}) stopped at {task.percentage_complete}% after "
+            f"{format_duration(task.elapsed_seconds)}: its clock (elapsedTime) has not moved for "
+            f"{format_duration(stall)} and it never reported being done. Data Center stops a failed task "
+            f"this way; check the task in Confluence.{keys}"
+        )
+        return LongTaskStalled(
+            message, task_id=task.id, error_keys=failure.error_keys, errors=failure.errors, task=task
+        )
+
+
+def next_poll_interval(
+    task: LongTask | None,
+    *,
+    poll_interval: float,
+    adaptive: bool = False,
+    min_interval: float | None = None,
+    max_interval: float | None = None,
+) -> float:
+    """
+    Seconds until the next poll.
+
+    Fixed polling waits ``poll_interval``. Adaptive polling waits half the remaining time that the
+    task's progress predicts (so the waits shrink as the end nears), kept between ``min_interval``
+    and ``max_interval``; without a usable progress signal it falls back to ``poll_interval``.
+    """
+    if not adaptive or task is None:
+        return poll_interval
+    eta = task.eta_seconds()
+    if eta is None:
+        return poll_interval
+    low = poll_interval if min_interval is None else min_interval
+    high = max(low, poll_interval * 10 if max_interval is None else max_interval)
+    return min(high, max(low, eta / 2))
