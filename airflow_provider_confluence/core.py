@@ -241,7 +241,7 @@ def _api_root(
     parts = urlsplit(raw) if raw else urlsplit(CLOUD_GATEWAY)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ConfluenceConfigError(
-            f"Connection {conn_id!r}: Host {host!r} is not an http(s) URL; "
+            f"Connection {conn_id!r}: Host {_without_userinfo(raw)!r} is not an http(s) URL; "
             "expected e.g. https://example.atlassian.net or https://wiki.example.com/confluence."
         )
     if parts.username or parts.password:
@@ -252,7 +252,9 @@ def _api_root(
     try:
         url_port = parts.port
     except ValueError:
-        raise ConfluenceConfigError(f"Connection {conn_id!r}: Host {host!r} has an invalid port.") from None
+        raise ConfluenceConfigError(
+            f"Connection {conn_id!r}: Host {_without_userinfo(raw)!r} has an invalid port."
+        ) from None
     if url_port or port:
         netloc += f":{url_port or port}"
     path = re.sub(r"/{2,}", "/", parts.path).rstrip("/")
@@ -289,6 +291,16 @@ def _api_root(
         wiki = path.find("/wiki")
         path = path[: wiki + len("/wiki")] if wiki >= 0 else path + "/wiki"
     return f"{parts.scheme}://{netloc}{path}", kind
+
+
+def _without_userinfo(url: str) -> str:
+    """A URL for messages: anything before an ``@`` in the authority (credentials) is dropped."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        scheme, rest = "", url
+    authority, slash, path = rest.partition("/")
+    authority = authority.rpartition("@")[2]
+    return f"{scheme}{sep}{authority}{slash}{path}"
 
 
 def _verify(value: Any, conn_id: str) -> bool | str:
@@ -459,6 +471,8 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
     text = value.strip()
     try:
         seconds = float(text)
+        if seconds < 0:  # not a delta-seconds value: garbage, so the caller backs off instead
+            return None
     except ValueError:
         try:
             when = email.utils.parsedate_to_datetime(text)
@@ -493,7 +507,7 @@ def interpret(response: RawResponse, settings: ConnectionSettings, *, what: str 
             url=url,
             status_code=status,
         )
-    reason = _error_text(response)
+    reason = _error_text(response, settings)
     if status == 401:
         hint = (
             "check that Login is the account e-mail and Password a valid API token"
@@ -584,18 +598,18 @@ def excerpt(body: bytes, settings: ConnectionSettings | None = None) -> str:
     return text if len(text) <= EXCERPT_CHARS else text[: EXCERPT_CHARS - 1] + "…"
 
 
-def _error_text(response: RawResponse) -> str:
+def _error_text(response: RawResponse, settings: ConnectionSettings) -> str:
     """``: <Confluence's message>`` from a JSON error body, or an excerpt of anything else."""
     if not response.body.strip():
         return ""
     try:
         data = json.loads(response.body)
     except ValueError:
-        return f": {excerpt(response.body)}" if not response.truncated else ""
+        return f": {excerpt(response.body, settings)}" if not response.truncated else ""
     if isinstance(data, Mapping):
         message = data.get("message") or data.get("reason")
         if isinstance(message, str) and message.strip():
-            return f": {excerpt(message.encode())}"
+            return f": {excerpt(message.encode(), settings)}"
     return ""
 
 

@@ -74,9 +74,13 @@ class Message:
         """``KEY: translation (args: a, b)``, leaving out what is empty."""
         key = self.effective_key
         text = self.translation
-        head = key if not text or text == key else (f"{key}: {text}" if key and key not in text else text)
+        head = text
+        if not text or text == key:
+            head = key or ""
+        elif key and key not in text:
+            head = f"{key}: {text}"
         if self.args:
-            head = f"{head} (args: {', '.join(_arg_text(a) for a in self.args)})"
+            head = f"{head or '(no message)'} (args: {', '.join(_arg_text(a) for a in self.args)})"
         return head or "(no message)"
 
 

@@ -37,7 +37,8 @@ class ProgressTracker:
         progress = (task.percentage_complete, task.status)
         changed = progress != self._progress
         self._progress = progress
-        if task.is_done or task.elapsed_time_ms == 0 or task.elapsed_time_ms != self._elapsed_ms:
+        moving = changed or task.elapsed_time_ms != self._elapsed_ms
+        if task.is_done or task.elapsed_time_ms == 0 or moving:
             self._elapsed_ms = task.elapsed_time_ms
             self._still_since, self._still_polls = now, 0
             return changed, False
