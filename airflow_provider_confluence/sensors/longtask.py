@@ -8,7 +8,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseSensorOperator, PokeReturnValue, conf
-from airflow.sdk.exceptions import AirflowSensorTimeout
+from airflow.sdk.exceptions import AirflowSensorTimeout, AirflowSkipException
 
 from airflow_provider_confluence import exceptions
 from airflow_provider_confluence.core import RetryPolicy, validate_task_id
@@ -103,7 +103,12 @@ class LongTaskSensor(BaseSensorOperator):
             if not self.deferrable:
                 return super().execute(context)
             started_at = time.time()
-            first = self.poke(context)  # one check first: no deferral for a task that already ended
+            try:
+                first = self.poke(context)  # one check first: no deferral for a task that already ended
+            except LongTaskFailed as failure:  # the same rule as poke mode and execute_complete
+                if self.soft_fail:
+                    raise AirflowSkipException(f"Skipping due to soft_fail: {failure}") from failure
+                raise
             if first:
                 return first.xcom_value if isinstance(first, PokeReturnValue) else None
             self.log.info(
