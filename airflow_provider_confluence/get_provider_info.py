@@ -27,6 +27,16 @@ def get_provider_info() -> dict[str, Any]:
                 "python-modules": ["airflow_provider_confluence.hooks.confluence"],
             }
         ],
+        "operators": [
+            {
+                "integration-name": "Atlassian Confluence",
+                "python-modules": [
+                    "airflow_provider_confluence.operators.longtask",
+                    "airflow_provider_confluence.operators.pages",
+                    "airflow_provider_confluence.operators.spaces",
+                ],
+            }
+        ],
         "sensors": [
             {
                 "integration-name": "Atlassian Confluence",

@@ -1,10 +1,11 @@
 """
 Nightly backup: copy a page tree into an archive space, wait for the copy, report where it went.
 
-Confluence runs the copy as a long task. The first task starts it and returns the task id; the
-sensor waits for it without holding a worker slot (deferrable); the last task reads the
-destination page from the sensor's result (its XCom). Set the page ids in ``params`` (or in the
-run's configuration). Needs a connection ``confluence_default`` (see the README).
+``CopyPageHierarchyOperator`` starts the copy (a Confluence long task), pushes the task id to XCom
+(key ``long_task_id``), then waits for it in the triggerer (deferrable) and returns the final status.
+If the Airflow task is retried while the copy still runs, it resumes waiting on the same copy instead
+of starting a second one. ``report`` reads the destination from the status. Set the page ids in
+``params`` (or in the run's configuration). Needs a connection ``confluence_default`` (see the README).
 """
 
 from __future__ import annotations
@@ -15,8 +16,7 @@ from typing import Any
 
 from airflow.sdk import DAG, Param, task
 
-from airflow_provider_confluence.hooks.confluence import ConfluenceHook
-from airflow_provider_confluence.sensors.longtask import LongTaskSensor
+from airflow_provider_confluence.operators.pages import CopyPageHierarchyOperator
 
 POLL_SECONDS = float(os.environ.get("CONFLUENCE_EXAMPLE_POLL_SECONDS", "30"))
 
@@ -30,40 +30,31 @@ with DAG(
         "source_page_id": Param("65601", type="string", description="Root page of the tree to back up."),
         "archive_parent_id": Param("98305", type="string", description="Page that receives the copy."),
     },
+    default_args={"retries": 2, "retry_delay": timedelta(minutes=5)},
     tags=["confluence", "example", "backup"],
 ) as dag:
-
-    @task
-    def start_copy(params: dict[str, Any] | None = None, ds: str | None = None) -> str:
-        """Start the copy; the return value (XCom) is the Confluence long-task id."""
-        assert params is not None
-        hook = ConfluenceHook("confluence_default")
-        return hook.copy_page_hierarchy(
-            params["source_page_id"],
-            destination_page_id=params["archive_parent_id"],
-            copy_attachments=True,
-            copy_labels=True,
-            title_options={"prefix": f"[backup {ds}] "},
-        )
-
-    wait = LongTaskSensor(
-        task_id="wait_for_copy",
-        long_task_id="{{ ti.xcom_pull(task_ids='start_copy') }}",
+    copy = CopyPageHierarchyOperator(
+        task_id="copy_page_tree",
+        page_id="{{ params.source_page_id }}",
+        destination_page_id="{{ params.archive_parent_id }}",
+        title_options={"prefix": "[backup {{ ds }}] "},
+        copy_permissions=False,
         deferrable=True,
-        poke_interval=POLL_SECONDS,
+        poll_interval=POLL_SECONDS,
         timeout=timedelta(hours=3).total_seconds(),
-        not_found_grace_period=120,
     )
 
     @task
     def report(status: dict[str, Any]) -> str:
+        """Use the copy's final status: where the backup is and how many pages it holds."""
         details = status["additional_details"]
         line = (
             f"Backup copied {details.get('totalPageNeedToCopy', '?')} page(s) to "
             f"{details.get('destinationUrl', '(unknown)')}"
         )
+        if status["warning_keys"]:
+            line += f" with warnings {', '.join(status['warning_keys'])}"
         print(line)
         return line
 
-    start_copy() >> wait
-    report(wait.output)
+    report(copy.output)

@@ -68,6 +68,7 @@ run_dag() {
 run_dag export  example_confluence_wait_for_long_task '{"long_task_id": "880001"}' success
 run_dag delete  example_confluence_wait_for_long_task '{"long_task_id": "880002"}' failed
 run_dag backup  example_confluence_nightly_backup    '{"source_page_id": "65601", "archive_parent_id": "98305"}' success
+run_dag cleanup example_confluence_archive_old_pages '{"page_ids": ["65601", "65602", "65603"]}' success
 
 say "Summary"
 keys="$(grep -oE "with error keys [A-Z_, ]+[A-Z_]" "$WORK/delete.log" | head -1 | sed 's/with error keys //')"
@@ -75,7 +76,8 @@ dest="$(grep -oE "Backup copied .*" "$WORK/backup.log" | head -1 | sed -E 's/ \[
 printf '  %-34s %s\n' \
     "space export (task 880001):" "succeeded, waited in the triggerer; XCom has its download URL" \
     "space deletion (task 880002):" "FAILED as expected, Confluence error keys: ${keys:-?}" \
-    "nightly backup (page-tree copy):" "succeeded: ${dest:-?}"
+    "nightly backup (page-tree copy):" "succeeded: ${dest:-?}" \
+    "clean-up (archive 3 pages):" "succeeded: started one archive job and waited for it"
 requests="$("$BIN/python" -c 'import json, sys, urllib.request
 print(json.load(urllib.request.urlopen(sys.argv[1], timeout=5))["total_requests"])' \
     "http://127.0.0.1:$PORT/_simulator/stats" 2>/dev/null || echo "?")"

@@ -47,7 +47,11 @@ def _states(run: Any) -> dict[str, str]:
 def test_example_dags_import_without_errors_or_warnings(recwarn: pytest.WarningsRecorder) -> None:
     bag = DagBag(dag_folder=str(EXAMPLES))
     assert bag.import_errors == {}
-    assert set(bag.dag_ids) == {"example_confluence_wait_for_long_task", "example_confluence_nightly_backup"}
+    assert set(bag.dag_ids) == {
+        "example_confluence_wait_for_long_task",
+        "example_confluence_nightly_backup",
+        "example_confluence_archive_old_pages",
+    }
     assert [str(w.message) for w in recwarn if "airflow_provider_confluence" in str(w.filename)] == []
 
 
@@ -109,9 +113,22 @@ def test_backup_dag_starts_a_copy_waits_and_reports_destination(sim: ConfluenceS
     out = capfd.readouterr()
     log = out.out + out.err
     assert str(run.state) == "success", log[-3000:]
-    assert _states(run) == {"start_copy": "success", "wait_for_copy": "success", "report": "success"}
-    assert "Backup copied" in log
+    assert _states(run) == {"copy_page_tree": "success", "report": "success"}
+    assert "Deferring" in log
+    assert "Backup copied 10 page(s) to http://127.0.0.1" in log
     assert sim.stats.requests_by_kind.get("copy", 0) == 1  # started once, not twice
+    assert CANARY not in log
+
+
+def test_cleanup_dag_archives_pages_and_waits(sim: ConfluenceSimulator, capfd: Any) -> None:
+    dag = _load("example_confluence_cleanup").dag
+
+    run = dag.test(run_conf={"page_ids": ["11", "12"]})
+
+    log = "".join(capfd.readouterr())
+    assert str(run.state) == "success", log[-3000:]
+    assert _states(run) == {"archive_stale_pages": "success"}
+    assert sim.stats.requests_by_kind.get("archive", 0) == 1
     assert CANARY not in log
 
 

@@ -8,20 +8,16 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseSensorOperator, PokeReturnValue, conf
-from airflow.sdk.exceptions import AirflowSensorTimeout, AirflowSkipException
+from airflow.sdk.exceptions import AirflowSkipException
 
-from airflow_provider_confluence import exceptions
 from airflow_provider_confluence.core import RetryPolicy, validate_task_id
 from airflow_provider_confluence.exceptions import (
-    ConfluenceError,
     ConfluenceNotFoundError,
     LongTaskFailed,
-    LongTaskStalled,
 )
 from airflow_provider_confluence.hooks.confluence import ConfluenceHook
-from airflow_provider_confluence.longtask import Message
 from airflow_provider_confluence.polling import DEFAULT_STALL_TIMEOUT, LongTaskWait
-from airflow_provider_confluence.triggers.longtask import ERROR, FAILURE, SUCCESS, TIMEOUT, LongTaskTrigger
+from airflow_provider_confluence.triggers.longtask import LongTaskTrigger, result_from_event
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -177,32 +173,11 @@ class LongTaskSensor(BaseSensorOperator):
     # ------------------------------------------------------------------ deferrable
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> Any:
         """Turn the trigger's event into the task's result, or into the exception that explains it."""
-        if not isinstance(event, dict) or not isinstance(event.get("status"), str):
-            raise ConfluenceError(
-                f"The trigger for Confluence task {self.long_task_id} returned no usable event ({event!r}); "
-                "the triggerer may have been interrupted. Clear the task to wait again."
-            )
-        status = event["status"]
-        message = str(event.get("message") or f"Confluence task {self.long_task_id}: {status}")
-        if status == SUCCESS:
-            summary = event.get("task") or {}
-            self._log_success(message, tuple(summary.get("warning_keys") or ()))
-            return summary
-        if status == FAILURE:
-            failure_type = LongTaskStalled if event.get("stalled") else LongTaskFailed
-            raise failure_type(
-                message,
-                task_id=str(event.get("long_task_id") or self.long_task_id),
-                error_keys=tuple(event.get("error_keys") or ()),
-                errors=tuple(Message.from_dict(e) for e in event.get("errors") or () if isinstance(e, dict)),
-            )
-        if status == TIMEOUT:
-            raise AirflowSensorTimeout(message)
-        if status == ERROR:
-            raise _error_class(event.get("error_type"))(message)
-        raise ConfluenceError(
-            f"The trigger for Confluence task {self.long_task_id} sent an unknown event status {status!r}."
+        summary = result_from_event(event, str(self.long_task_id))
+        self._log_success(
+            str(event.get("message") or "") if event else None, summary.get("warning_keys") or ()
         )
+        return summary
 
     def _log_success(self, line: str | None, warning_keys: Sequence[str]) -> None:
         if line:
@@ -213,18 +188,6 @@ class LongTaskSensor(BaseSensorOperator):
                 self.long_task_id,
                 ", ".join(warning_keys),
             )
-
-
-def _error_class(name: object) -> type[ConfluenceError]:
-    """The exception class an error event names, limited to this provider's own tree."""
-    found = getattr(exceptions, name, None) if isinstance(name, str) else None
-    if (
-        isinstance(found, type)
-        and issubclass(found, ConfluenceError)
-        and not issubclass(found, LongTaskFailed)
-    ):
-        return found
-    return ConfluenceError
 
 
 def _non_negative(name: str, value: float) -> float:

@@ -6,8 +6,10 @@ import asyncio
 import time
 from typing import TYPE_CHECKING, Any
 
+from airflow.sdk.exceptions import AirflowSensorTimeout
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
+from airflow_provider_confluence import exceptions
 from airflow_provider_confluence.core import RetryPolicy
 from airflow_provider_confluence.exceptions import (
     ConfluenceError,
@@ -17,7 +19,7 @@ from airflow_provider_confluence.exceptions import (
     LongTaskStalled,
 )
 from airflow_provider_confluence.hooks.confluence import ConfluenceHook
-from airflow_provider_confluence.longtask import LongTask, format_duration
+from airflow_provider_confluence.longtask import LongTask, Message, format_duration
 from airflow_provider_confluence.polling import DEFAULT_STALL_TIMEOUT, LongTaskWait, next_poll_interval
 
 if TYPE_CHECKING:
@@ -213,3 +215,48 @@ def failure_event(failure: LongTaskFailed) -> dict[str, Any]:
         "stalled": isinstance(failure, LongTaskStalled),
         "task": failure.task.summary() if failure.task else None,
     }
+
+
+def result_from_event(event: object, long_task_id: str) -> dict[str, Any]:
+    """
+    The task summary of a success event; for any other event, the exception that explains it.
+
+    Checks the event strictly: a missing or malformed event, or an unknown status, is an error too.
+    """
+    if not isinstance(event, dict) or not isinstance(event.get("status"), str):
+        raise ConfluenceError(
+            f"The trigger for Confluence task {long_task_id} returned no usable event ({event!r}); "
+            "the triggerer may have been interrupted. Clear the task to wait again."
+        )
+    status = event["status"]
+    message = str(event.get("message") or f"Confluence task {long_task_id}: {status}")
+    if status == SUCCESS:
+        summary = event.get("task")
+        return dict(summary) if isinstance(summary, dict) else {"id": long_task_id}
+    if status == FAILURE:
+        failure_type = LongTaskStalled if event.get("stalled") else LongTaskFailed
+        raise failure_type(
+            message,
+            task_id=str(event.get("long_task_id") or long_task_id),
+            error_keys=tuple(str(key) for key in event.get("error_keys") or ()),
+            errors=tuple(Message.from_dict(e) for e in event.get("errors") or () if isinstance(e, dict)),
+        )
+    if status == TIMEOUT:
+        raise AirflowSensorTimeout(message)
+    if status == ERROR:
+        raise _error_class(event.get("error_type"))(message)
+    raise ConfluenceError(
+        f"The trigger for Confluence task {long_task_id} sent an unknown event status {status!r}."
+    )
+
+
+def _error_class(name: object) -> type[ConfluenceError]:
+    """The exception class an error event names, limited to this provider's own tree."""
+    found = getattr(exceptions, name, None) if isinstance(name, str) else None
+    if (
+        isinstance(found, type)
+        and issubclass(found, ConfluenceError)
+        and not issubclass(found, LongTaskFailed)
+    ):
+        return found
+    return ConfluenceError
