@@ -39,9 +39,10 @@ demo: venv
 	@bash scripts/demo.sh "$(BIN)"
 
 soak: venv
-	$(BIN)/python -m pytest -m soak -s tests/test_soak.py
+	CONFLUENCE_SOAK_WRITE_REPORT=1 $(BIN)/python -m pytest -m soak -s tests/test_soak.py
 
 bench: venv
+	$(BIN)/python -m pip install --quiet -e '.[bench]'
 	$(BIN)/python benchmarks/bench.py
 
 build: venv

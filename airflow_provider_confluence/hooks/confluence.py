@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 import time
+from http.cookiejar import DefaultCookiePolicy
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, quote, urlsplit
 
@@ -250,6 +251,7 @@ class ConfluenceHook(BaseHook):
             settings = self.settings
             session = requests.Session()
             session.trust_env = False
+            session.cookies.set_policy(DefaultCookiePolicy(allowed_domains=[]))  # as the async pool: none
             session.verify = settings.verify_ssl
             if settings.proxy:
                 session.proxies = {"http": settings.proxy, "https": settings.proxy}
@@ -468,6 +470,9 @@ class _SessionPool:
                     connector=aiohttp.TCPConnector(limit=POOL_SIZE, ssl=ssl_option),
                     timeout=aiohttp.ClientTimeout(total=settings.timeout),
                     trust_env=False,
+                    # Every request carries its own Authorization: a cookie (JSESSIONID) set for one
+                    # connection must never ride along with another connection's requests.
+                    cookie_jar=aiohttp.DummyCookieJar(),
                 )
                 entry = self._entries[key] = [session, 0]
         entry[1] += 1
