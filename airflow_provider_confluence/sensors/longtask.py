@@ -8,12 +8,11 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseSensorOperator, PokeReturnValue, conf
-from airflow.sdk.exceptions import AirflowSkipException
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from airflow_provider_confluence.core import RetryPolicy, validate_task_id
 from airflow_provider_confluence.exceptions import (
     ConfluenceNotFoundError,
-    LongTaskFailed,
 )
 from airflow_provider_confluence.hooks.confluence import ConfluenceHook
 from airflow_provider_confluence.polling import DEFAULT_STALL_TIMEOUT, LongTaskWait
@@ -99,12 +98,7 @@ class LongTaskSensor(BaseSensorOperator):
             if not self.deferrable:
                 return super().execute(context)
             started_at = time.time()
-            try:
-                first = self.poke(context)  # one check first: no deferral for a task that already ended
-            except LongTaskFailed as failure:  # the same rule as poke mode and execute_complete
-                if self.soft_fail:
-                    raise AirflowSkipException(f"Skipping due to soft_fail: {failure}") from failure
-                raise
+            first = self._first_check(context)
             if first:
                 return first.xcom_value if isinstance(first, PokeReturnValue) else None
             self.log.info(
@@ -132,6 +126,20 @@ class LongTaskSensor(BaseSensorOperator):
             )
         finally:
             self.hook.close()
+
+    def _first_check(self, context: Context) -> bool | PokeReturnValue:
+        """One check before deferring, with poke mode's rules for soft_fail, never_fail and silent_fail."""
+        try:
+            return self.poke(context)
+        except AirflowSkipException:
+            raise
+        except Exception as error:
+            if (self.soft_fail and isinstance(error, AirflowFailException)) or self.never_fail:
+                raise AirflowSkipException(f"Skipping: {error}") from error
+            if self.silent_fail and not isinstance(error, AirflowFailException):
+                self.log.error("The first check failed (%s); deferring all the same (silent_fail).", error)
+                return False
+            raise
 
     def poke(self, context: Context) -> bool | PokeReturnValue:
         wait = self._get_wait(context)
