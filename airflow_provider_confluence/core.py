@@ -376,11 +376,14 @@ def validate_task_id(task_id: object) -> str:
 def started_task_id(data: Any, url: str) -> str:
     """The task id out of the 202 answer of an operation that starts a long task."""
     task_id = data.get("id") if isinstance(data, Mapping) else None
-    if isinstance(task_id, bool) or not isinstance(task_id, (str, int)) or not str(task_id).strip():
+    try:
+        return validate_task_id(task_id)
+    except ConfluenceConfigError:
         raise ConfluenceBadResponseError(
-            f"Confluence accepted the request at {url} but its answer names no long-task id.", url=url
-        )
-    return str(task_id)
+            f"Confluence accepted the request at {url} but its answer names no long-task id that can be "
+            f"polled (got {excerpt(repr(task_id).encode())}).",
+            url=url,
+        ) from None
 
 
 # ---------------------------------------------------------------------------- messages

@@ -165,7 +165,7 @@ class ConfluenceHook(BaseHook):
             "copyProperties": copy_properties,
             "copyLabels": copy_labels,
             "copyCustomContents": copy_custom_contents,
-            "destinationPageId": str(destination_page_id),
+            "destinationPageId": _checked_id(destination_page_id, "destination_page_id"),
         }
         if title_options:
             body["titleOptions"] = dict(title_options)
@@ -174,7 +174,7 @@ class ConfluenceHook(BaseHook):
 
     def archive_pages(self, page_ids: Sequence[str]) -> str:
         """Archive pages (at most 300, one archive job at a time per site); returns the task id."""
-        ids = [_path_id(page_id, "page_ids") for page_id in page_ids]
+        ids = [_checked_id(page_id, "page_ids") for page_id in page_ids]
         if not ids:
             raise ConfluenceConfigError("archive_pages needs at least one page id.")
         body = {"pages": [{"id": int(i) if i.isdigit() else i} for i in ids]}
@@ -368,12 +368,17 @@ class ConfluenceHook(BaseHook):
         return self._settings.redact(text) if self._settings else text
 
 
-def _path_id(value: object, name: str) -> str:
-    """A page id or space key checked and quoted for a URL path."""
+def _checked_id(value: object, name: str) -> str:
+    """A page id or space key, checked (for a URL path or a JSON body)."""
     try:
-        return quote(validate_task_id(value), safe="")
+        return validate_task_id(value)
     except ConfluenceConfigError:
         raise ConfluenceConfigError(f"{name} {value!r} is not a valid Confluence id or key.") from None
+
+
+def _path_id(value: object, name: str) -> str:
+    """A page id or space key checked and quoted for a URL path."""
+    return quote(_checked_id(value, name), safe="")
 
 
 def _parse(data: Any, url: str) -> LongTask:

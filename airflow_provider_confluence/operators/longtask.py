@@ -107,12 +107,14 @@ class ConfluenceLongTaskOperator(BaseOperator):
         try:
             long_task_id, finished = self._resume_or_start(context)
             context["ti"].xcom_push(key=XCOM_KEY, value=long_task_id)
-            if finished is not None:
-                return finished.summary()
             if not self.wait_for_completion:
                 return long_task_id
             with self._soft_fail():
-                return self._wait(context, long_task_id)
+                if finished is None:
+                    return self._wait(context, long_task_id)
+                if finished.outcome(warnings_fail=self.fail_on_warnings) is Outcome.FAILURE:
+                    raise finished.to_failure()  # succeeded with warnings made fatal: do not redo it
+                return finished.summary()
         finally:
             self.hook.close()
 
@@ -136,14 +138,18 @@ class ConfluenceLongTaskOperator(BaseOperator):
         return long_task_id, None
 
     def _previous(self, long_task_id: str) -> LongTask | None:
-        """The previous try's task if it is still running or succeeded; None if it must start again."""
+        """
+        The previous try's task if it is still running or succeeded; None if it must start again.
+
+        A task that succeeded with warnings counts as succeeded here, even with ``fail_on_warnings``:
+        the work is done, and doing it again would duplicate it.
+        """
         try:
             task = self.hook.get_long_task(long_task_id)
         except ConfluenceNotFoundError:
             self.log.warning("The task %s started by a previous try is gone; starting again.", long_task_id)
             return None
-        outcome = task.outcome(warnings_fail=self.fail_on_warnings)
-        if outcome is Outcome.FAILURE:
+        if task.is_done and not task.successful:
             self.log.warning("The task %s started by a previous try failed; starting again.", long_task_id)
             return None
         self.log.info("Resuming: a previous try already started Confluence task %s.", long_task_id)

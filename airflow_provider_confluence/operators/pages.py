@@ -122,4 +122,11 @@ def _page_id_list(value: object) -> list[str]:
         value = [value]
     if not isinstance(value, (list, tuple)):
         raise ValueError(f"page_ids must be a list of page ids, got {type(value).__name__}.")
-    return [str(page_id) for page_id in value]
+    for page_id in value:  # e.g. "None" rendered from a missing XCom, or a list of dicts
+        if (
+            isinstance(page_id, bool)
+            or not isinstance(page_id, (str, int))
+            or not str(page_id).strip().isdigit()
+        ):
+            raise ValueError(f"page_ids must be numeric Confluence page ids; got {page_id!r} in {value!r}.")
+    return [str(page_id).strip() for page_id in value]
