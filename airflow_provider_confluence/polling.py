@@ -5,6 +5,7 @@ stopped, and how long to wait before the next poll. Pure, shared by the sensor a
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from airflow_provider_confluence.exceptions import LongTaskFailed, LongTaskStalled
@@ -116,26 +117,68 @@ class LongTaskWait:
         )
 
 
-def next_poll_interval(
-    task: LongTask | None,
-    *,
-    poll_interval: float,
-    adaptive: bool = False,
-    min_interval: float | None = None,
-    max_interval: float | None = None,
-) -> float:
+class PollSchedule:
     """
-    Seconds until the next poll.
+    How long to wait before the next poll of one task.
 
-    Fixed polling waits ``poll_interval``. Adaptive polling waits half the remaining time that the
-    task's progress predicts (so the waits shrink as the end nears), kept between ``min_interval``
-    and ``max_interval``; without a usable progress signal it falls back to ``poll_interval``.
+    Fixed polling waits ``poll_interval``. Adaptive polling reads ``percentageComplete`` as a clock:
+    a task at ``p`` % after ``e`` seconds, whose percentage moves in steps of ``g`` points (the
+    smallest jump seen so far), ends somewhere in ``(100 e / (p + g), 100 e / p]``. Each poll narrows
+    that window, and the schedule
+
+    * sleeps until the window opens (the end cannot come before it);
+    * polls every ``poll_interval`` inside a window wider than that (so the detection delay is no
+      worse than fixed polling's);
+    * polls once at the upper edge of a window narrower than that;
+    * never sleeps longer than the task has run so far, nor outside ``[min_interval, max_interval]``;
+    * falls back to ``poll_interval`` when progress says nothing (no progress yet, a 404, a task past
+      its predicted end, or progress that is not linear in time, such as a stall then a jump).
+
+    The window is rebuilt from later polls after a triggerer restart; nothing needs serialising.
     """
-    if not adaptive or task is None:
-        return poll_interval
-    eta = task.eta_seconds()
-    if eta is None:
-        return poll_interval
-    low = poll_interval if min_interval is None else min_interval
-    high = max(low, poll_interval * 10 if max_interval is None else max_interval)
-    return min(high, max(low, eta / 2))
+
+    def __init__(
+        self,
+        poll_interval: float,
+        *,
+        adaptive: bool = False,
+        min_interval: float | None = None,
+        max_interval: float | None = None,
+    ) -> None:
+        self.poll_interval = poll_interval
+        self.adaptive = adaptive
+        self.min_interval = poll_interval if min_interval is None else min_interval
+        self.max_interval = max(
+            self.min_interval, poll_interval * 10 if max_interval is None else max_interval
+        )
+        self._low = 0.0
+        self._high = math.inf
+        self._last_percent: int | None = None
+        self._step = 100
+        self._nonlinear = False
+
+    def next_interval(self, task: LongTask | None) -> float:
+        """Seconds until the next poll, after seeing ``task`` (None: no status, e.g. a 404)."""
+        if not self.adaptive or task is None or task.is_done or self._nonlinear:
+            return self.poll_interval
+        elapsed, percent = task.elapsed_seconds, task.percentage_complete
+        if self._last_percent is not None and percent > self._last_percent:
+            self._step = min(self._step, percent - self._last_percent)
+        self._last_percent = percent
+        if elapsed <= 0 or not 0 < percent < 100:
+            return self.poll_interval
+        # Before any jump is seen, assume the worst: one step to the end (the window opens now).
+        step = self._step if self._step < 100 else 100 - percent
+        self._low = max(self._low, 100 * elapsed / (percent + step))
+        self._high = min(self._high, 100 * elapsed / percent)
+        if self._low > self._high:  # the readings contradict a linear clock: stop predicting
+            self._nonlinear = True
+            return self.poll_interval
+        if elapsed > self._high:  # past the predicted end
+            return self.poll_interval
+        longest = min(self.max_interval, max(self.min_interval, elapsed))
+        if self._high - self._low <= self.poll_interval:
+            return min(longest, max(self.min_interval, self._high - elapsed))
+        if elapsed < self._low:
+            return min(longest, max(self.min_interval, self._low - elapsed))
+        return min(self.poll_interval, longest)

@@ -11,8 +11,8 @@ from airflow_provider_confluence.longtask import LongTask
 from airflow_provider_confluence.polling import (
     DEFAULT_STALL_TIMEOUT,
     LongTaskWait,
+    PollSchedule,
     ProgressTracker,
-    next_poll_interval,
 )
 
 NAME = {"key": "com.atlassian.confluence.spaces.actions.RemoveSpaceAction.action.name", "args": []}
@@ -237,49 +237,80 @@ def test_tolerates_not_found(grace: float, now: float, tolerated: bool) -> None:
     assert wait.tolerates_not_found(now) is tolerated
 
 
-# ---------------------------------------------------------------------------- next_poll_interval
+# ---------------------------------------------------------------------------- PollSchedule
+def intervals(readings: list[tuple[int, int] | None], **kwargs: Any) -> list[float]:
+    """The waits a schedule (poll_interval 30 s) asks for after each reading (percent, elapsed ms)."""
+    schedule = PollSchedule(30.0, **kwargs)
+    return [schedule.next_interval(None if r is None else task(*r)) for r in readings]
+
+
 @pytest.mark.parametrize(
-    ("status", "kwargs", "interval"),
+    ("readings", "kwargs", "expected"),
     [
-        pytest.param(task(1, 10_000), {}, 30.0, id="fixed-ignores-eta"),
-        pytest.param(None, {"adaptive": True}, 30.0, id="adaptive-without-a-status"),
-        pytest.param(task(0, 10_000), {"adaptive": True}, 30.0, id="adaptive-no-progress-yet"),
-        pytest.param(task(40, 0), {"adaptive": True}, 30.0, id="adaptive-no-elapsed-time"),
-        pytest.param(task(100, 10_000), {"adaptive": True}, 30.0, id="adaptive-done"),
-        # 1 % after 10 s: 990 s left, half is 495 s; clamped to 10 x poll_interval by default
-        pytest.param(task(1, 10_000), {"adaptive": True}, 300.0, id="adaptive-far-default-max"),
+        pytest.param([(1, 10_000), (2, 20_000)], {}, [30.0, 30.0], id="fixed-ignores-progress"),
+        pytest.param([None], {"adaptive": True}, [30.0], id="adaptive-without-a-status"),
+        pytest.param([(0, 10_000)], {"adaptive": True}, [30.0], id="adaptive-no-progress-yet"),
+        pytest.param([(40, 0)], {"adaptive": True}, [30.0], id="adaptive-no-elapsed-time"),
+        pytest.param([(100, 10_000)], {"adaptive": True}, [30.0], id="adaptive-done"),
+        # one reading: the end may come at the next step, so the window is open: fixed interval
+        pytest.param([(1, 10_000)], {"adaptive": True}, [30.0], id="adaptive-one-reading"),
+        # 10 % per 10 s: after 40 s the window is (80 s, 100 s]: one poll at 100 s, then one at the end
         pytest.param(
-            task(1, 10_000), {"adaptive": True, "max_interval": 120.0}, 120.0, id="adaptive-far-max"
+            [(10, 10_000), (20, 20_000), (40, 40_000), (80, 80_000)],
+            {"adaptive": True, "min_interval": 1.0},
+            [10.0, 20.0, 40.0, 20.0],
+            id="linear-task-polls-at-its-predicted-end",
+        ),
+        # far from the end: waits grow with the time the task has run, up to max_interval
+        pytest.param(
+            [(1, 100_000), (2, 200_000)],
+            {"adaptive": True, "min_interval": 1.0, "max_interval": 120.0},
+            [30.0, 120.0],
+            id="far-end-held-at-max-interval",
         ),
         pytest.param(
-            task(1, 10_000), {"adaptive": True, "max_interval": 1000.0}, 495.0, id="adaptive-far-under-max"
+            [(1, 100_000), (2, 200_000)],
+            {"adaptive": True, "min_interval": 1.0, "max_interval": 1000.0},
+            [30.0, 200.0],
+            id="far-end-never-longer-than-the-task-ran",
         ),
-        # 90 % after 90 s: 10 s left, half is 5 s; not below poll_interval unless min_interval says so
-        pytest.param(task(90, 90_000), {"adaptive": True}, 30.0, id="adaptive-near-default-min"),
-        pytest.param(task(90, 90_000), {"adaptive": True, "min_interval": 2.0}, 5.0, id="adaptive-near"),
-        pytest.param(task(90, 90_000), {"adaptive": True, "min_interval": 8.0}, 8.0, id="adaptive-near-min"),
-        # 50 % after 120 s: 120 s left, half is 60 s
-        pytest.param(task(50, 120_000), {"adaptive": True, "min_interval": 1.0}, 60.0, id="adaptive-middle"),
+        # readings that contradict a linear clock (a stall, then a jump) end the predictions
         pytest.param(
-            task(50, 120_000),
+            [(50, 50_000), (60, 100_000), (90, 110_000)],
+            {"adaptive": True, "min_interval": 1.0},
+            [30.0, 30.0, 30.0],
+            id="non-linear-progress-falls-back",
+        ),
+        # 50 % at 50 s predicted the end by 100 s; at 101 s it is overdue: fixed interval
+        pytest.param(
+            [(50, 50_000), (99, 101_000)],
+            {"adaptive": True, "min_interval": 1.0},
+            [30.0, 30.0],
+            id="overdue-falls-back",
+        ),
+        pytest.param(
+            [(10, 10_000), (20, 20_000)],
             {"adaptive": True, "min_interval": 90.0, "max_interval": 10.0},
-            90.0,
+            [30.0, 90.0],
             id="max-below-min-uses-min",
         ),
     ],
 )
-def test_next_poll_interval(status: LongTask | None, kwargs: dict[str, Any], interval: float) -> None:
-    assert next_poll_interval(status, poll_interval=30.0, **kwargs) == interval
+def test_poll_schedule(
+    readings: list[tuple[int, int] | None], kwargs: dict[str, Any], expected: list[float]
+) -> None:
+    assert intervals(readings, **kwargs) == pytest.approx(expected)
 
 
-def test_adaptive_intervals_shrink_as_the_end_nears() -> None:
-    intervals = [
-        next_poll_interval(
-            task(p, p * 1_000), poll_interval=5.0, adaptive=True, min_interval=1.0, max_interval=600.0
+def test_adaptive_polls_a_linear_task_far_less_often_than_fixed_polling() -> None:
+    """A 1-hour linear task, one percent per 36 s: adaptive needs a handful of polls, fixed 120."""
+    schedule = PollSchedule(30.0, adaptive=True, min_interval=5.0, max_interval=600.0)
+    now, polls = 0.0, 0
+    while now < 3600:
+        polls += 1
+        percent = int(now / 36)
+        now += schedule.next_interval(
+            task(percent, int(now * 1000)) if percent < 100 else task(100, 3_600_000)
         )
-        for p in (10, 50, 80, 95, 99)
-    ]
-
-    assert intervals == sorted(intervals, reverse=True)
-    assert intervals[0] == 45.0  # 10 % after 10 s: 90 s left
-    assert intervals[-1] == 1.0  # 99 % after 99 s: 1 s left, half is 0.5 s, held at min_interval
+    assert polls <= 3600 / 30 / 3
+    assert now - 3600 <= 30  # and it is not later at the end than fixed polling would be

@@ -473,7 +473,11 @@ class _SessionPool:
             if entry is None or entry[0].closed:
                 session = aiohttp.ClientSession(
                     connector=aiohttp.TCPConnector(limit=POOL_SIZE, ssl=ssl_option),
-                    timeout=aiohttp.ClientTimeout(total=settings.timeout),
+                    # Per connect and per read, as the sync transport: time spent waiting for a free
+                    # pooled connection must not count (a busy triggerer would time out and churn).
+                    timeout=aiohttp.ClientTimeout(
+                        total=None, sock_connect=settings.timeout, sock_read=settings.timeout
+                    ),
                     trust_env=False,
                     # Every request carries its own Authorization: a cookie (JSESSIONID) set for one
                     # connection must never ride along with another connection's requests.

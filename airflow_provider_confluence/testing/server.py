@@ -677,7 +677,7 @@ class ConfluenceSimulator:
             now = time.monotonic()
             if task is None or not task.visible(now):
                 return 404, _NOT_FOUND_BODY
-            task.start()
+            task.start(now)  # the same clock reading as the body: elapsedTime never below 0
             body = task.status_body(now, self._links(request, flavour))
             if task.final_status_served_at is None and task.ended(now):
                 task.final_status_served_at = time.time()

@@ -77,11 +77,12 @@ class SimTask:
 
     # -- clock -------------------------------------------------------------------------------------
 
-    def start(self) -> None:
-        """Start the task's clock (no-op when it already runs)."""
+    def start(self, now: float | None = None) -> None:
+        """Start the task's clock at ``now`` (``time.monotonic()``; no-op when it already runs)."""
         if self.started_mono is None:
-            self.started_mono = time.monotonic()
-            self.started_wall = time.time()
+            mono = time.monotonic()
+            self.started_mono = mono if now is None else now
+            self.started_wall = time.time() - (mono - self.started_mono)
 
     def visible(self, now: float) -> bool:
         """False while the task is inside its ``not_found_for`` window (it answers 404 then)."""
@@ -103,7 +104,7 @@ class SimTask:
         spec = self.spec
         if self.started_mono is None:
             return 0, 0, False
-        running_for = now - self.started_mono
+        running_for = max(0.0, now - self.started_mono)
         if running_for >= spec.duration:
             final = spec.stop_at_percent if spec.stop_at_percent is not None else 100
             return final, round(spec.duration * 1000), True

@@ -20,7 +20,7 @@ from airflow_provider_confluence.exceptions import (
 )
 from airflow_provider_confluence.hooks.confluence import ConfluenceHook
 from airflow_provider_confluence.longtask import LongTask, Message, format_duration
-from airflow_provider_confluence.polling import DEFAULT_STALL_TIMEOUT, LongTaskWait, next_poll_interval
+from airflow_provider_confluence.polling import DEFAULT_STALL_TIMEOUT, LongTaskWait, PollSchedule
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -123,6 +123,12 @@ class LongTaskTrigger(BaseTrigger):
             warnings_fail=self.warnings_fail,
             stall_timeout=self.stall_timeout,
         )
+        schedule = PollSchedule(
+            self.poll_interval,
+            adaptive=self.adaptive_polling,
+            min_interval=self.min_poll_interval,
+            max_interval=self.max_poll_interval,
+        )
         announced_not_found = False
         while True:
             if self.end_time is not None and time.time() >= self.end_time:
@@ -163,7 +169,7 @@ class LongTaskTrigger(BaseTrigger):
                         "message": task.describe(),
                         "task": task.summary(),
                     }
-            await asyncio.sleep(self._next_wait(task))
+            await asyncio.sleep(self._until_next_poll(schedule.next_interval(task)))
 
     async def _poll(self, hook: ConfluenceHook) -> LongTask:
         """One status check; a Confluence that hangs cannot hold the event back past ``end_time``."""
@@ -172,14 +178,7 @@ class LongTaskTrigger(BaseTrigger):
             return await check
         return await asyncio.wait_for(check, timeout=max(0.0, self.end_time - time.time()))
 
-    def _next_wait(self, task: LongTask | None) -> float:
-        seconds = next_poll_interval(
-            task,
-            poll_interval=self.poll_interval,
-            adaptive=self.adaptive_polling,
-            min_interval=self.min_poll_interval,
-            max_interval=self.max_poll_interval,
-        )
+    def _until_next_poll(self, seconds: float) -> float:
         if self.end_time is not None:
             seconds = min(seconds, max(0.0, self.end_time - time.time()))
         return seconds
