@@ -255,6 +255,8 @@ def _api_root(
         raise ConfluenceConfigError(
             f"Connection {conn_id!r}: Host {_without_userinfo(raw)!r} has an invalid port."
         ) from None
+    if port is not None and not url_port and not (isinstance(port, int) and 0 < port < 65536):
+        raise ConfluenceConfigError(f"Connection {conn_id!r}: Port {port!r} is not a TCP port (1-65535).")
     if url_port or port:
         netloc += f":{url_port or port}"
     path = re.sub(r"/{2,}", "/", parts.path).rstrip("/")
@@ -327,7 +329,8 @@ def _timeout(value: Any, conn_id: str) -> float:
         seconds = math.nan
     if isinstance(value, bool) or not (0 < seconds <= 3600):
         raise ConfluenceConfigError(
-            f"Connection {conn_id!r}: extra timeout is {value!r}; use a number of seconds between 0 and 3600."
+            f"Connection {conn_id!r}: extra timeout is {value!r}; use a number of seconds greater than 0 "
+            "and at most 3600."
         )
     return seconds
 
@@ -406,7 +409,7 @@ class RawResponse:
 
 @dataclass(frozen=True)
 class TransportFailure:
-    """A request that got no answer. ``kind`` is ``timeout``, ``connection`` or ``tls``."""
+    """A request that got no answer. ``kind`` is ``timeout``, ``connection``, ``proxy`` or ``tls``."""
 
     kind: str
     detail: str
@@ -679,12 +682,18 @@ def _transport_error(
     detail = settings.redact(failure.detail)[:300]
     if failure.kind == "tls":
         return ConfluenceTLSError(
-            f"TLS verification failed for the {what} at {settings.origin}: {detail}. Set extra verify_ssl "
-            "to the path of your CA bundle (or to false, only for testing).",
+            f"The TLS handshake with {settings.origin} failed for the {what} ({detail}). If that server "
+            "speaks plain HTTP, write http:// in Host; if its certificate comes from a private CA, set extra "
+            "verify_ssl to the path of your CA bundle (false only for testing).",
             url=failure.url,
         )
     if failure.kind == "timeout":
         message = f"The {what} timed out after {settings.timeout:g} s (extra timeout)."
+    elif failure.kind == "proxy":
+        proxy = _without_userinfo(settings.proxy or "")
+        message = (
+            f"Could not reach Confluence through the proxy {proxy} (extra proxy) for the {what}: {detail}."
+        )
     else:
         message = f"Could not reach Confluence at {settings.origin} for the {what}: {detail}."
     return ConfluenceTransientError(message, url=failure.url)

@@ -250,7 +250,7 @@ class LongTask:
             f"{format_duration(self.elapsed_seconds)} at {self.percentage_complete}%"
         )
         head += f" with error keys {', '.join(keys)}" if keys else " without an error key"
-        return head + (": " + "; ".join(details) if details else ".")
+        return head + (". Details: " + "; ".join(details) if details else ".")
 
     def to_failure(self) -> LongTaskFailed:
         """The exception that reports this task's failure."""

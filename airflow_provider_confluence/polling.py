@@ -7,9 +7,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from airflow_provider_confluence.exceptions import LongTaskFailed, LongTaskStalled
 from airflow_provider_confluence.longtask import LongTask, Outcome, format_duration
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
 
 #: Default seconds a not-done task's clock (``elapsedTime``) may stand still before the wait ends.
 DEFAULT_STALL_TIMEOUT = 600.0
@@ -182,3 +186,48 @@ class PollSchedule:
         if elapsed < self._low:
             return min(longest, max(self.min_interval, self._low - elapsed))
         return min(self.poll_interval, longest)
+
+
+def check_wait_arguments(
+    *,
+    confluence_conn_id: object,
+    positive: Mapping[str, object],
+    non_negative: Mapping[str, object],
+    flags: Mapping[str, object],
+    max_retries: object,
+    bounds: tuple[str, str] | None = None,
+) -> None:
+    """
+    Check, when a DAG is parsed, the waiting arguments the sensor and the operators share.
+
+    ``positive`` and ``non_negative`` map argument names to seconds (None: not set), ``flags`` to
+    booleans; ``bounds`` names a (min, max) pair among ``positive``.
+
+    :raises ValueError: naming the argument and what it must be.
+    """
+    if not isinstance(confluence_conn_id, str) or not confluence_conn_id.strip():
+        raise ValueError(f"confluence_conn_id must name an Airflow connection, got {confluence_conn_id!r}.")
+    for name, value in positive.items():
+        _seconds(name, value, allow_zero=False)
+    for name, value in non_negative.items():
+        _seconds(name, value, allow_zero=True)
+    if bounds is not None:
+        low, high = positive.get(bounds[0]), positive.get(bounds[1])
+        if isinstance(low, (int, float)) and isinstance(high, (int, float)) and low > high:
+            raise ValueError(f"{bounds[0]} ({low}) is larger than {bounds[1]} ({high}).")
+    if isinstance(max_retries, bool) or not isinstance(max_retries, int) or not 0 <= max_retries <= 50:
+        raise ValueError(f"max_retries must be a whole number from 0 to 50, got {max_retries!r}.")
+    for name, flag in flags.items():
+        if not isinstance(flag, bool):
+            raise ValueError(f"{name} must be True or False, got {flag!r}.")
+
+
+def _seconds(name: str, value: object, *, allow_zero: bool) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
+        raise ValueError(f"{name} must be a number of seconds, got {value!r}.")
+    if value < 0 or (value == 0 and not allow_zero):
+        raise ValueError(
+            f"{name} must be a number of seconds {'>= 0' if allow_zero else '> 0'}, got {value!r}."
+        )

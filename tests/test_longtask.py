@@ -449,7 +449,7 @@ def test_failure_message_contains_id_name_percent_elapsed_and_every_key_translat
         assert part in message, part
     assert message.startswith(
         "Confluence task 1180606 (Copy page hierarchy) failed after 1 min 05 s at 70% "
-        "with error keys ERROR_COPY_PAGE, ERROR_RELINK: "
+        "with error keys ERROR_COPY_PAGE, ERROR_RELINK. Details: ERROR_COPY_PAGE: "
     )
 
 

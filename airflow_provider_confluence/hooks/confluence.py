@@ -30,6 +30,7 @@ from airflow_provider_confluence.exceptions import (
     ConfluenceBadResponseError,
     ConfluenceConfigError,
     ConfluenceError,
+    ConfluenceNotFoundError,
 )
 from airflow_provider_confluence.longtask import LongTask
 
@@ -79,6 +80,7 @@ class ConfluenceHook(BaseHook):
         self._settings: ConnectionSettings | None = None
         self._session: requests.Session | None = None
         self._async_session: aiohttp.ClientSession | None = None
+        self._async_loop: asyncio.AbstractEventLoop | None = None
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(confluence_conn_id={self.confluence_conn_id!r})"
@@ -127,9 +129,11 @@ class ConfluenceHook(BaseHook):
     def _missing_connection(self) -> ConfluenceConfigError:
         env = f"AIRFLOW_CONN_{self.confluence_conn_id.upper()}"
         return ConfluenceConfigError(
-            f"Connection {self.confluence_conn_id!r} is not defined. Create it (type 'confluence') in the UI "
-            f"or with `airflow connections add`, or set {env}. A triggerer reads connections too: "
-            "give it the same secrets backend or environment as the workers."
+            f"Connection {self.confluence_conn_id!r} is not defined here. Create it (type 'confluence') in "
+            f"the UI or with `airflow connections add`, or set {env}. A triggerer reads connections too: "
+            "give it the same secrets backend or environment as the workers. Scripts, and triggers run by "
+            "`airflow dags test`, cannot read the metadata database: give them the connection as "
+            f"{env} or through a secrets backend."
         )
 
     # ------------------------------------------------------------------ sync API
@@ -172,8 +176,10 @@ class ConfluenceHook(BaseHook):
         path = f"/rest/api/content/{_path_id(page_id, 'page_id')}/pagehierarchy/copy"
         return self._start("POST", path, body, what=f"copy of page tree {page_id}")
 
-    def archive_pages(self, page_ids: Sequence[str]) -> str:
+    def archive_pages(self, page_ids: Sequence[str] | str) -> str:
         """Archive pages (at most 300, one archive job at a time per site); returns the task id."""
+        if isinstance(page_ids, (str, int)):  # one id, not a sequence of characters
+            page_ids = [str(page_ids)]
         ids = [_checked_id(page_id, "page_ids") for page_id in page_ids]
         if not ids:
             raise ConfluenceConfigError("archive_pages needs at least one page id.")
@@ -203,6 +209,11 @@ class ConfluenceHook(BaseHook):
             settings = self.settings
             request = settings.request("GET", "/rest/api/longtask", params={"start": 0, "limit": 1})
             self._call(request, what="connection test", retry=False)
+        except ConfluenceNotFoundError as error:
+            return False, (
+                f"Confluence has no REST API at {error.url}: check Host (the site URL, or the Data Center "
+                "base URL with its context path) and extra deployment (cloud adds /wiki)."
+            )
         except ConfluenceError as error:
             return False, str(error)
         except Exception as error:
@@ -319,7 +330,9 @@ class ConfluenceHook(BaseHook):
                     truncated=len(body) > MAX_BODY_BYTES,
                 )
         except requests.exceptions.SSLError as error:
-            return TransportFailure("tls", str(error), request.url)
+            return TransportFailure("tls", _describe(error), request.url)
+        except requests.exceptions.ProxyError as error:
+            return TransportFailure("proxy", _describe(error), request.url)
         except requests.exceptions.Timeout as error:
             return TransportFailure("timeout", str(error), request.url)
         except requests.exceptions.RequestException as error:
@@ -353,15 +366,21 @@ class ConfluenceHook(BaseHook):
                     truncated=len(body) > MAX_BODY_BYTES,
                 )
         except (aiohttp.ClientSSLError, ssl.SSLError) as error:
-            return TransportFailure("tls", str(error), request.url)
+            return TransportFailure("tls", _describe(error), request.url)
+        except (aiohttp.ClientProxyConnectionError, aiohttp.ClientHttpProxyError) as error:
+            return TransportFailure("proxy", _describe(error), request.url)
         except asyncio.TimeoutError as error:
             return TransportFailure("timeout", str(error) or "timed out", request.url)
         except aiohttp.ClientError as error:
             return TransportFailure("connection", _describe(error), request.url)
 
     async def _get_async_session(self) -> aiohttp.ClientSession:
-        if self._async_session is None or self._async_session.closed:
+        loop = asyncio.get_running_loop()
+        if self._async_session is not None and (self._async_session.closed or self._async_loop is not loop):
+            self._async_session = None  # a session lives on the loop that opened it; that loop is gone
+        if self._async_session is None:
             self._async_session = await _POOL.acquire(await self.aget_settings())
+            self._async_loop = loop
         return self._async_session
 
     def _redact(self, text: str) -> str:
@@ -461,11 +480,11 @@ class _SessionPool:
     """
 
     def __init__(self) -> None:
+        # Keyed by the loop object itself (not its id, which a later loop may reuse).
         self._entries: dict[tuple[Any, ...], list[Any]] = {}
 
     async def acquire(self, settings: ConnectionSettings) -> aiohttp.ClientSession:
-        loop = asyncio.get_running_loop()
-        key = (id(loop), *settings.pool_key)
+        key = (asyncio.get_running_loop(), *settings.pool_key)
         entry = self._entries.get(key)
         if entry is None or entry[0].closed:
             ssl_option = await _ssl_option(settings.verify_ssl)

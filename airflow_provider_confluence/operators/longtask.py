@@ -26,7 +26,7 @@ from airflow_provider_confluence.exceptions import (
 )
 from airflow_provider_confluence.hooks.confluence import ConfluenceHook
 from airflow_provider_confluence.longtask import Outcome
-from airflow_provider_confluence.polling import DEFAULT_STALL_TIMEOUT, LongTaskWait
+from airflow_provider_confluence.polling import DEFAULT_STALL_TIMEOUT, LongTaskWait, check_wait_arguments
 from airflow_provider_confluence.triggers.longtask import LongTaskTrigger, result_from_event
 
 if TYPE_CHECKING:
@@ -80,9 +80,18 @@ class ConfluenceLongTaskOperator(BaseOperator):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        for name, value in (("poll_interval", poll_interval), ("timeout", timeout)):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-                raise ValueError(f"{name} must be a number of seconds > 0, got {value!r}.")
+        check_wait_arguments(
+            confluence_conn_id=confluence_conn_id,
+            positive={"poll_interval": poll_interval, "timeout": timeout, "stall_timeout": stall_timeout},
+            non_negative={"not_found_grace_period": not_found_grace_period},
+            flags={
+                "wait_for_completion": wait_for_completion,
+                "deferrable": deferrable,
+                "soft_fail": soft_fail,
+                "fail_on_warnings": fail_on_warnings,
+            },
+            max_retries=max_retries,
+        )
         self.confluence_conn_id = confluence_conn_id
         self.wait_for_completion = wait_for_completion
         self.deferrable = deferrable

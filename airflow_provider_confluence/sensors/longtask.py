@@ -15,7 +15,7 @@ from airflow_provider_confluence.exceptions import (
     ConfluenceNotFoundError,
 )
 from airflow_provider_confluence.hooks.confluence import ConfluenceHook
-from airflow_provider_confluence.polling import DEFAULT_STALL_TIMEOUT, LongTaskWait
+from airflow_provider_confluence.polling import DEFAULT_STALL_TIMEOUT, LongTaskWait, check_wait_arguments
 from airflow_provider_confluence.triggers.longtask import LongTaskTrigger, result_from_event
 
 if TYPE_CHECKING:
@@ -69,21 +69,32 @@ class LongTaskSensor(BaseSensorOperator):
         **kwargs: Any,
     ) -> None:
         super().__init__(poke_interval=poke_interval, **kwargs)
+        check_wait_arguments(
+            confluence_conn_id=confluence_conn_id,
+            positive={
+                "poke_interval": self.poke_interval,
+                "stall_timeout": stall_timeout,
+                "min_poke_interval": min_poke_interval,
+                "max_poke_interval": max_poke_interval,
+            },
+            non_negative={"not_found_grace_period": not_found_grace_period},
+            flags={
+                "deferrable": deferrable,
+                "fail_on_warnings": fail_on_warnings,
+                "adaptive_polling": adaptive_polling,
+            },
+            max_retries=max_retries,
+            bounds=("min_poke_interval", "max_poke_interval"),
+        )
         self.long_task_id = long_task_id
         self.confluence_conn_id = confluence_conn_id
         self.deferrable = deferrable
-        self.not_found_grace_period = _non_negative("not_found_grace_period", not_found_grace_period)
+        self.not_found_grace_period = float(not_found_grace_period)
         self.fail_on_warnings = fail_on_warnings
-        self.stall_timeout = None if stall_timeout is None else _positive("stall_timeout", stall_timeout)
+        self.stall_timeout = None if stall_timeout is None else float(stall_timeout)
         self.adaptive_polling = adaptive_polling
-        self.min_poke_interval = (
-            None if min_poke_interval is None else _positive("min_poke_interval", min_poke_interval)
-        )
-        self.max_poke_interval = (
-            None if max_poke_interval is None else _positive("max_poke_interval", max_poke_interval)
-        )
-        if not isinstance(max_retries, int) or isinstance(max_retries, bool) or not 0 <= max_retries <= 50:
-            raise ValueError(f"max_retries must be a whole number from 0 to 50, got {max_retries!r}.")
+        self.min_poke_interval = None if min_poke_interval is None else float(min_poke_interval)
+        self.max_poke_interval = None if max_poke_interval is None else float(max_poke_interval)
         self.max_retries = max_retries
         self._wait: LongTaskWait | None = None
 
@@ -196,15 +207,3 @@ class LongTaskSensor(BaseSensorOperator):
                 self.long_task_id,
                 ", ".join(warning_keys),
             )
-
-
-def _non_negative(name: str, value: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-        raise ValueError(f"{name} must be a number of seconds >= 0, got {value!r}.")
-    return float(value)
-
-
-def _positive(name: str, value: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-        raise ValueError(f"{name} must be a number of seconds > 0, got {value!r}.")
-    return float(value)

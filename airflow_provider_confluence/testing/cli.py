@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import ipaddress
 import os
 import signal
 import sys
@@ -70,9 +71,62 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _port_file_folder(path: Path) -> Path:
+    return path.parent if str(path.parent) else Path()
+
+
+def port_file_problem(path: Path) -> str | None:
+    """Why the port can't be written to ``path`` (checked before binding), or None if it can."""
+    folder = _port_file_folder(path)
+    if path.is_dir():
+        return f"--port-file {path} is a directory"
+    if not folder.exists():
+        return f"--port-file {path}: the folder {folder} does not exist"
+    if not folder.is_dir():
+        return f"--port-file {path}: {folder} is not a folder"
+    try:  # os.access would say yes to root even in a read-only folder: try it for real
+        fd, probe = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+    except OSError as exc:
+        return f"--port-file {path}: cannot write to the folder {folder}: {exc.strerror or exc}"
+    os.close(fd)
+    with contextlib.suppress(OSError):
+        os.unlink(probe)
+    return None
+
+
+def fault_kinds_problem(kinds: list[str]) -> str | None:
+    """Why ``--fault-kinds`` is unusable (checked even when ``--fault-rate`` is 0), or None."""
+    valid = ", ".join(sorted(FAULT_KINDS))
+    unknown = [kind for kind in kinds if kind not in FAULT_KINDS]
+    if unknown:
+        return f"unknown fault kinds in --fault-kinds: {', '.join(unknown)} (valid kinds: {valid})"
+    if not kinds:
+        return f"--fault-kinds needs at least one fault kind (valid kinds: {valid})"
+    return None
+
+
+def _parse_fault_kinds(text: str) -> list[str]:
+    return [kind.strip() for kind in text.split(",") if kind.strip()]
+
+
+def is_wildcard_host(host: str) -> bool:
+    """True for the "all interfaces" addresses (0.0.0.0, ::), which are no place to connect to."""
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_unspecified
+    except ValueError:
+        return False
+
+
+def _example_url(sim: ConfluenceSimulator, url: str) -> str:
+    """``url`` as a client can use it: a wildcard listen address (0.0.0.0, ::) becomes 127.0.0.1."""
+    if is_wildcard_host(sim.host):
+        return url.replace(sim.url, f"http://127.0.0.1:{sim.port}", 1)
+    return url
+
+
 def write_port_file(path: Path, port: int) -> None:
     """Write ``port`` to ``path`` atomically (a temporary file in the same folder, then a rename)."""
-    folder = path.parent if str(path.parent) else Path()
+    folder = _port_file_folder(path)
     fd, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
@@ -99,19 +153,18 @@ def banner(sim: ConfluenceSimulator, scenario: str, tasks: list[ScenarioTask]) -
     if tasks:
         lines.append(f'Scenario "{scenario}" (each task starts at its first status GET):')
         lines.extend(f"  {task.task_id}  {task.description}" for task in tasks)
-        lines += [
-            "",
-            f"Try: curl -u {sim.email}:{sim.api_token} {sim.status_url(tasks[0].task_id)}",
-        ]
+        status_url = _example_url(sim, sim.status_url(tasks[0].task_id))
+        lines += ["", f"Try: curl -u {sim.email}:{sim.api_token} {status_url}"]
     else:
         lines.append(f'Scenario "{scenario}": no tasks yet; create one with')
-        lines.append(f"  curl -X POST -d '{{\"duration\": 10}}' {sim.url}/_simulator/tasks")
+        control_url = _example_url(sim, f"{sim.url}/_simulator/tasks")
+        lines.append(f"  curl -X POST -d '{{\"duration\": 10}}' {control_url}")
     lines.append("Stop with Ctrl+C (SIGINT) or SIGTERM.")
     return "\n".join(lines)
 
 
 async def serve(args: argparse.Namespace) -> int:
-    kinds = [kind.strip() for kind in args.fault_kinds.split(",") if kind.strip()]
+    kinds = _parse_fault_kinds(args.fault_kinds)
     sim = ConfluenceSimulator(
         email=args.email,
         api_token=args.token,
@@ -138,7 +191,14 @@ async def serve(args: argparse.Namespace) -> int:
             tasks = load_scenario(sim, args.scenario)
             print(banner(sim, args.scenario, tasks), flush=True)
             if args.port_file is not None:
-                write_port_file(args.port_file, sim.port)
+                try:
+                    write_port_file(args.port_file, sim.port)
+                except OSError as exc:  # checked before binding, but the folder may have changed since
+                    print(
+                        f"error: cannot write --port-file {args.port_file}: {exc.strerror or exc}",
+                        file=sys.stderr,
+                    )
+                    return 1
             await stop.wait()
             served = sim.stats.total_requests
         finally:
@@ -163,6 +223,12 @@ def main(argv: list[str] | None = None) -> int:
         )
     if not 0 <= args.port <= 65535:
         parser.error(f"--port must be between 0 and 65535, got {args.port}")
+    problem = fault_kinds_problem(_parse_fault_kinds(args.fault_kinds))
+    if problem is None and args.port_file is not None:
+        problem = port_file_problem(args.port_file)
+    if problem is not None:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
     try:
         return asyncio.run(serve(args))
     except ValueError as exc:  # bad --context-path, --fault-rate, --fault-kinds, ...

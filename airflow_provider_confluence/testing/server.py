@@ -776,7 +776,7 @@ class ConfluenceSimulator:
         try:
             raw = await request.read()
             return json.loads(raw), None
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, RecursionError):  # RecursionError: deeply nested arrays or objects
             return None, "The request body is not valid JSON"
 
     async def _handle_copy(self, request: web.Request, flavour: _Flavour) -> web.StreamResponse:
@@ -858,7 +858,7 @@ class ConfluenceSimulator:
     async def _control_body(self, request: web.Request) -> dict[str, Any]:
         try:
             body = json.loads(await request.read() or b"null")
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, RecursionError):  # RecursionError: deeply nested arrays or objects
             raise ValueError("the request body is not valid JSON") from None
         if not isinstance(body, dict):
             raise ValueError("the request body must be a JSON object")

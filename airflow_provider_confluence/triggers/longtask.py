@@ -79,6 +79,8 @@ class LongTaskTrigger(BaseTrigger):
         self.long_task_id = str(long_task_id)
         self.confluence_conn_id = confluence_conn_id
         self.poll_interval = float(poll_interval)
+        if not self.poll_interval > 0:
+            raise ValueError(f"poll_interval must be a number of seconds > 0, got {poll_interval!r}.")
         self.end_time = None if end_time is None else float(end_time)
         self.started_at = time.time() if started_at is None else float(started_at)
         self.not_found_grace = float(not_found_grace)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import socket
 import subprocess
 import sys
@@ -545,6 +546,25 @@ def test_copy_rejects_a_bad_body_with_400(sim, api, body):
 
     assert response.status_code == 400
     assert response.json()["statusCode"] == 400
+    assert sim.task_ids == []
+
+
+@pytest.mark.parametrize(
+    ("path", "nested"),
+    [
+        pytest.param(
+            "/wiki/rest/api/content/1/pagehierarchy/copy", '{"a":' * 5000 + "1" + "}" * 5000, id="copy"
+        ),
+        pytest.param("/wiki/rest/api/content/archive", "[" * 5000 + "]" * 5000, id="archive"),
+    ],
+)
+def test_deeply_nested_json_body_is_400_without_a_traceback(sim, api, caplog, path, nested):
+    with caplog.at_level(logging.ERROR):
+        response = api.request("POST", path, data=nested)
+
+    assert response.status_code == 400
+    assert response.json()["message"] == "The request body is not valid JSON"
+    assert [record.getMessage() for record in caplog.records if record.levelno >= logging.ERROR] == []
     assert sim.task_ids == []
 
 

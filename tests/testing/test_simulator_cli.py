@@ -15,6 +15,8 @@ import pytest
 import requests
 
 from airflow_provider_confluence.testing import DEMO_TASK_IDS, ConfluenceSimulator
+from airflow_provider_confluence.testing.cli import banner
+from airflow_provider_confluence.testing.scenarios import load_scenario
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 AUTH = ("demo@example.com", "sim-token")
@@ -172,6 +174,68 @@ def test_bad_options_exit_2_with_a_message(running_procs, args, message):
     assert proc.returncode == 2
     assert message in stderr
     assert "Traceback" not in stderr
+
+
+@pytest.mark.parametrize("problem", ["missing-folder", "folder-is-a-file", "port-file-is-a-folder"])
+def test_unusable_port_file_exits_2_before_listening(tmp_path, running_procs, problem):
+    if problem == "missing-folder":
+        port_file, folder = tmp_path / "missing" / "port", tmp_path / "missing"
+    elif problem == "folder-is-a-file":
+        folder = tmp_path / "plain-file"
+        folder.write_text("")
+        port_file = folder / "port"
+    else:
+        port_file = folder = tmp_path
+    proc = launch("--port", "0", "--port-file", str(port_file))
+    running_procs.append(proc)
+
+    stdout, stderr = proc.communicate(timeout=15)
+
+    assert proc.returncode == 2
+    assert stdout == "", "checked before binding: no listening banner"
+    assert stderr.startswith("error: --port-file ")
+    assert str(folder) in stderr
+    assert len(stderr.strip().splitlines()) == 1, stderr
+    assert "Traceback" not in stderr
+
+
+def test_unknown_fault_kinds_are_refused_even_without_a_fault_rate(running_procs):
+    proc = launch("--port", "0", "--fault-kinds", "418,503,bogus")
+    running_procs.append(proc)
+
+    stdout, stderr = proc.communicate(timeout=15)
+
+    assert proc.returncode == 2
+    assert stdout == ""
+    assert "418, bogus" in stderr, "names the unknown kinds"
+    assert "valid kinds: 403, 429, 500, 502, 503, 504, empty, html" in stderr, "lists the valid ones"
+    assert "Traceback" not in stderr
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::"])
+@pytest.mark.parametrize("scenario", ["demo", "empty"])
+def test_banner_examples_use_loopback_for_a_wildcard_host(host, scenario):
+    try:
+        sim = ConfluenceSimulator(host=host, allow_remote=True).start()
+    except OSError as exc:
+        pytest.skip(f"cannot listen on {host}: {exc}")
+    try:
+        listening_on, port = sim.url, sim.port
+        text = banner(sim, scenario, load_scenario(sim, scenario))
+        examples = [line for line in text.splitlines() if "curl" in line]
+        suggested = examples[-1].split()[-1] if examples else ""
+        answer = requests.post(suggested, json={"duration": 0}, timeout=5) if scenario == "empty" else None
+    finally:
+        sim.stop()
+
+    assert text.startswith(f"Confluence simulator listening on {listening_on}\n"), "the real address"
+    assert examples, text
+    for line in examples:
+        assert f"http://127.0.0.1:{port}/" in line
+        assert "0.0.0.0" not in line
+        assert "[::]" not in line
+    if answer is not None:
+        assert answer.status_code == 201, "the suggested URL reaches the simulator"
 
 
 def test_taken_port_exits_1_with_a_message(running_procs):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 
 from airflow_provider_confluence.testing import Fault, TaskSpec
@@ -155,3 +157,18 @@ def test_unknown_paths_are_404_json(anonymous, sim):
     assert response.status_code == 404
     assert response.json()["statusCode"] == 404
     assert sim.stats.requests_by_kind == {"other": 1}
+
+
+DEEPLY_NESTED_JSON = '{"a":' * 5000 + "1" + "}" * 5000
+
+
+@pytest.mark.parametrize("path", ["/_simulator/tasks", "/_simulator/faults", "/_simulator/fault-rate"])
+def test_deeply_nested_json_is_400_without_a_traceback(anonymous, sim, caplog, path):
+    with caplog.at_level(logging.ERROR):
+        response = anonymous.request("POST", path, data=DEEPLY_NESTED_JSON)
+
+    assert response.status_code == 400
+    assert response.headers["Content-Type"].startswith("application/json")
+    assert "not valid JSON" in response.json()["error"]
+    assert [record.getMessage() for record in caplog.records if record.levelno >= logging.ERROR] == []
+    assert sim.task_ids == []
