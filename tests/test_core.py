@@ -1158,3 +1158,28 @@ def test_exchange_timeout_names_the_extra() -> None:
 def test_math_nan_is_not_a_valid_timeout() -> None:
     with pytest.raises(ConfluenceConfigError):
         settings(extra={"timeout": math.nan})
+
+
+def test_a_tls_failure_suggests_plain_http_and_a_ca_bundle() -> None:
+    driver = Driver([TransportFailure("tls", "WRONG_VERSION_NUMBER", TASK_URL)])
+
+    with pytest.raises(ConfluenceTLSError) as caught:
+        driver.run(call(settings()))
+
+    assert "write http:// in Host" in str(caught.value)
+    assert "verify_ssl" in str(caught.value)
+
+
+@pytest.mark.parametrize("port", [0, 70000, -1], ids=["zero", "too-big", "negative"])
+def test_a_bad_port_field_is_refused(port: int) -> None:
+    with pytest.raises(ConfluenceConfigError, match=r"Port .* is not a TCP port"):
+        ConnectionSettings.from_connection(
+            conn_id="c", host="wiki.example.com/confluence", login=None, password="t", port=port
+        )
+
+
+def test_the_port_field_is_used_when_the_host_has_none() -> None:
+    conn = ConnectionSettings.from_connection(
+        conn_id="c", host="http://wiki.example.com/confluence", login=None, password="t", port=8090
+    )
+    assert conn.api_root == "http://wiki.example.com:8090/confluence"

@@ -13,6 +13,7 @@ from airflow_provider_confluence.polling import (
     LongTaskWait,
     PollSchedule,
     ProgressTracker,
+    check_wait_arguments,
 )
 
 NAME = {"key": "com.atlassian.confluence.spaces.actions.RemoveSpaceAction.action.name", "args": []}
@@ -314,3 +315,50 @@ def test_adaptive_polls_a_linear_task_far_less_often_than_fixed_polling() -> Non
         )
     assert polls <= 3600 / 30 / 3
     assert now - 3600 <= 30  # and it is not later at the end than fixed polling would be
+
+
+# ---------------------------------------------------------------------------- check_wait_arguments
+GOOD: dict[str, Any] = {
+    "confluence_conn_id": "confluence_default",
+    "positive": {
+        "poke_interval": 30.0,
+        "stall_timeout": None,
+        "min_poke_interval": 5,
+        "max_poke_interval": 300,
+    },
+    "non_negative": {"not_found_grace_period": 0},
+    "flags": {"deferrable": True},
+    "max_retries": 5,
+    "bounds": ("min_poke_interval", "max_poke_interval"),
+}
+
+
+def test_check_wait_arguments_accepts_good_arguments() -> None:
+    check_wait_arguments(**GOOD)
+
+
+@pytest.mark.parametrize(
+    ("change", "problem"),
+    [
+        pytest.param({"confluence_conn_id": ""}, "confluence_conn_id", id="empty-conn-id"),
+        pytest.param({"positive": {"poke_interval": 0}}, "poke_interval must be .* > 0", id="zero-interval"),
+        pytest.param({"positive": {"poke_interval": "fast"}}, "poke_interval", id="text-interval"),
+        pytest.param({"positive": {"poke_interval": float("nan")}}, "poke_interval", id="nan-interval"),
+        pytest.param(
+            {"non_negative": {"not_found_grace_period": -1}}, "not_found_grace_period", id="negative"
+        ),
+        pytest.param(
+            {"positive": {"min_poke_interval": 100, "max_poke_interval": 5}},
+            "min_poke_interval .* is larger than max_poke_interval",
+            id="min-above-max",
+        ),
+        pytest.param(
+            {"flags": {"fail_on_warnings": "no"}}, "fail_on_warnings must be True or False", id="flag"
+        ),
+        pytest.param({"max_retries": -1}, "max_retries", id="negative-retries"),
+        pytest.param({"max_retries": True}, "max_retries", id="bool-retries"),
+    ],
+)
+def test_check_wait_arguments_names_the_bad_argument(change: dict[str, Any], problem: str) -> None:
+    with pytest.raises(ValueError, match=problem):
+        check_wait_arguments(**{**GOOD, **change})

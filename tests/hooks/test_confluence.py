@@ -631,3 +631,43 @@ def test_close_and_context_manager(cloud_hook: ConfluenceHook, requests_mock: rm
         assert hook._session is not None
 
     assert cloud_hook._session is None
+
+
+# ---------------------------------------------------------------------------- a fresh user's findings
+def test_archive_pages_takes_a_single_id_string_as_one_page(
+    cloud_hook: ConfluenceHook, requests_mock: rm.Mocker
+) -> None:
+    requests_mock.post(f"{CLOUD_ROOT}/rest/api/content/archive", status_code=202, json={"id": "77"})
+
+    assert cloud_hook.archive_pages("65601") == "77"
+    assert requests_mock.last_request.json() == {"pages": [{"id": 65601}]}
+
+
+def test_connection_test_404_says_the_host_is_wrong(
+    cloud_hook: ConfluenceHook, requests_mock: rm.Mocker
+) -> None:
+    requests_mock.get(f"{CLOUD_ROOT}/rest/api/longtask", status_code=404, text="Not Found")
+
+    ok, message = cloud_hook.test_connection()
+
+    assert not ok
+    assert message.startswith(f"Confluence has no REST API at {CLOUD_ROOT}/rest/api/longtask")
+    assert "check Host" in message
+
+
+def test_an_unreachable_proxy_is_named_in_the_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    env_json(
+        monkeypatch,
+        "via_proxy",
+        host=CLOUD_ROOT,
+        login=LOGIN,
+        password=TOKEN,
+        extra={"proxy": "http://proxy-user:proxy-secret@127.0.0.1:1"},
+    )
+    hook = ConfluenceHook("via_proxy", retry_policy=RetryPolicy(max_retries=0))
+
+    with pytest.raises(ConfluenceTransientError, match=r"through the proxy http://127\.0\.0\.1:1") as caught:
+        hook.get_long_task("1")
+
+    assert "proxy-secret" not in str(caught.value)
+    assert_no_token(caught.value)

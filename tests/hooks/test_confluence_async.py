@@ -583,3 +583,19 @@ async def test_body_just_under_the_cap_is_read(recorder: Recorder, use_connectio
     use_connection(host=recorder.url + "/wiki", login=EMAIL, password=TOKEN)
 
     assert (await aget()).percentage_complete == 40
+
+
+def test_one_hook_works_on_successive_event_loops(monkeypatch: pytest.MonkeyPatch) -> None:
+    """asyncio.run() twice with one hook: the second loop gets its own pooled session."""
+    with ConfluenceSimulator() as simulator:
+        monkeypatch.setenv("AIRFLOW_CONN_CONFLUENCE_DEFAULT", simulator.airflow_connection())
+        task_id = simulator.add_task(TaskSpec(duration=0))
+        hook = ConfluenceHook()
+
+        async def poll_and_close() -> bool:
+            async with hook:
+                return (await hook.aget_long_task(task_id)).is_done
+
+        assert asyncio.run(poll_and_close()) is True
+        assert asyncio.run(poll_and_close()) is True
+        assert len(hook_module._POOL) == 0
