@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import json
-import logging
 import random
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -14,7 +13,6 @@ from typing import Any
 import pytest
 import requests
 import requests_mock as rm
-import structlog.testing
 
 from airflow_provider_confluence.core import RetryPolicy, started_task_id
 from airflow_provider_confluence.exceptions import (
@@ -29,6 +27,7 @@ from airflow_provider_confluence.exceptions import (
 )
 from airflow_provider_confluence.hooks import confluence as hook_module
 from airflow_provider_confluence.hooks.confluence import ConfluenceHook
+from tests.helpers import logs_without
 
 TOKEN = "CANARY-start-token-5c1e"
 LOGIN = "user@example.com"
@@ -70,14 +69,8 @@ OPERATION_NAMES = list(OPERATIONS)
 
 @pytest.fixture(autouse=True)
 def no_secret_in_logs(caplog: pytest.LogCaptureFixture) -> Iterator[list[dict[str, Any]]]:
-    caplog.set_level(logging.DEBUG)
-    with structlog.testing.capture_logs() as captured:
+    with logs_without(caplog, [TOKEN, BASIC.split(" ")[1]]) as captured:
         yield captured
-    for entry in captured:
-        assert TOKEN not in str(entry)
-        assert BASIC.split(" ")[1] not in str(entry)
-    for record in caplog.records:
-        assert TOKEN not in record.getMessage()
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ import base64
 import importlib
 import importlib.util
 import json
-import logging
 import time
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
@@ -17,7 +16,6 @@ from typing import Any
 from unittest.mock import MagicMock
 
 import pytest
-import structlog.testing
 from airflow.sdk import conf
 from airflow.sdk.exceptions import (
     AirflowRescheduleException,
@@ -39,6 +37,7 @@ from airflow_provider_confluence.sensors import longtask as sensor_module
 from airflow_provider_confluence.sensors.longtask import LongTaskSensor
 from airflow_provider_confluence.testing import ConfluenceSimulator, TaskSpec
 from airflow_provider_confluence.triggers.longtask import LongTaskTrigger
+from tests.helpers import logs_without
 
 CANARY = "CANARY-sensor-token-4e2a17"
 WRONG_CANARY = "CANARY-sensor-wrong-token-88f0"
@@ -81,15 +80,8 @@ def connect(monkeypatch: pytest.MonkeyPatch, sim: ConfluenceSimulator) -> Callab
 @pytest.fixture(autouse=True)
 def logs(caplog: pytest.LogCaptureFixture) -> Iterator[list[dict[str, Any]]]:
     """What the sensor, its hook and its trigger logged; no secret may appear in any of it."""
-    caplog.set_level(logging.DEBUG)
-    with structlog.testing.capture_logs() as captured:
+    with logs_without(caplog, SECRETS) as captured:
         yield captured
-    for entry in captured:
-        for secret in SECRETS:
-            assert secret not in str(entry), entry
-    for record in caplog.records:
-        for secret in SECRETS:
-            assert secret not in record.getMessage(), record.getMessage()
     assert len(hook_module._POOL) == 0
 
 

@@ -7,17 +7,16 @@ import base64
 import gc
 import importlib
 import json
-import logging
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-import structlog.testing
 
 from airflow_provider_confluence.hooks import confluence as hook_module
 from airflow_provider_confluence.testing import ConfluenceSimulator, Fault, TaskSpec
 from airflow_provider_confluence.triggers.longtask import LongTaskTrigger
+from tests.helpers import logs_without
 
 # A garbage-collected aiohttp session that was never closed must fail the test, not just warn.
 pytestmark = pytest.mark.filterwarnings("error::pytest.PytestUnraisableExceptionWarning")
@@ -64,15 +63,8 @@ def connect(monkeypatch: pytest.MonkeyPatch, sim: ConfluenceSimulator) -> Callab
 @pytest.fixture(autouse=True)
 def logs(caplog: pytest.LogCaptureFixture) -> Iterator[list[dict[str, Any]]]:
     """What the trigger and its hook logged (structlog); no secret may appear in any of it."""
-    caplog.set_level(logging.DEBUG)
-    with structlog.testing.capture_logs() as captured:
+    with logs_without(caplog, SECRETS) as captured:
         yield captured
-    for entry in captured:
-        for secret in SECRETS:
-            assert secret not in str(entry), entry
-    for record in caplog.records:
-        for secret in SECRETS:
-            assert secret not in record.getMessage(), record.getMessage()
 
 
 @pytest.fixture(autouse=True)
