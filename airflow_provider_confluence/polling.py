@@ -134,7 +134,8 @@ class PollSchedule:
     * polls every ``poll_interval`` inside a window wider than that (so the detection delay is no
       worse than fixed polling's);
     * polls once at the upper edge of a window narrower than that;
-    * never sleeps longer than the task has run so far, nor outside ``[min_interval, max_interval]``;
+    * never sleeps longer than the task has run so far, nor outside ``[min_interval, max_interval]``
+      (by default ``poll_interval / 6`` and ``10 * poll_interval``);
     * falls back to ``poll_interval`` when progress says nothing (no progress yet, a 404, a task past
       its predicted end, or progress that is not linear in time, such as a stall then a jump).
 
@@ -151,7 +152,7 @@ class PollSchedule:
     ) -> None:
         self.poll_interval = poll_interval
         self.adaptive = adaptive
-        self.min_interval = poll_interval if min_interval is None else min_interval
+        self.min_interval = poll_interval / 6 if min_interval is None else min_interval
         self.max_interval = max(
             self.min_interval, poll_interval * 10 if max_interval is None else max_interval
         )
@@ -175,7 +176,8 @@ class PollSchedule:
         step = self._step if self._step < 100 else 100 - percent
         self._low = max(self._low, 100 * elapsed / (percent + step))
         self._high = min(self._high, 100 * elapsed / percent)
-        if self._low > self._high:  # the readings contradict a linear clock: stop predicting
+        # The window is (low, high]: empty once low reaches high (elapsedTime has a 1 ms resolution).
+        if self._low >= self._high - 0.001:  # the readings contradict a linear clock: stop predicting
             self._nonlinear = True
             return self.poll_interval
         if elapsed > self._high:  # past the predicted end

@@ -1,5 +1,5 @@
 """
-The three measurements of ``bench.py``. Imports Airflow: import this module only after ``AIRFLOW_HOME``
+The measurements of ``bench.py``. Imports Airflow: import this module only after ``AIRFLOW_HOME``
 and the connections are in the environment (``bench.py`` does that).
 """
 
@@ -20,9 +20,12 @@ from typing import TYPE_CHECKING, Any, cast
 
 import aiohttp
 from airflow.providers.http.hooks.http import HttpAsyncHook
-from prototype_polling import PrototypeBracketTrigger
 
 from airflow_provider_confluence.hooks.confluence import _POOL, ConfluenceHook
+from airflow_provider_confluence.longtask import LongTask
+from airflow_provider_confluence.polling import PollSchedule
+from airflow_provider_confluence.testing.models import TaskSpec
+from airflow_provider_confluence.testing.tasks import SimTask
 from airflow_provider_confluence.triggers.longtask import LongTaskTrigger
 
 if TYPE_CHECKING:
@@ -30,6 +33,8 @@ if TYPE_CHECKING:
 
     from airflow.triggers.base import TriggerEvent
     from simproc import SimulatorProcess
+
+    from airflow_provider_confluence.testing.models import Curve
 
 HTTP_CONN_ID = "confluence_bench_http"
 _PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
@@ -269,6 +274,8 @@ async def fleet(
 
 # ------------------------------------------------------------------ 3. fixed versus adaptive polling
 CURVES = ("linear", "stepped", "stall")
+#: The seed of the workload's durations (the model of 3b draws more with it: the first ones are the same).
+WORKLOAD_SEED = 11
 
 
 @dataclass(frozen=True)
@@ -278,8 +285,6 @@ class Policy:
     name: str
     description: str
     trigger_kwargs: dict[str, Any]
-    prototype: bool = False
-    no_signal_interval: float | None = None
 
 
 @dataclass
@@ -328,7 +333,7 @@ async def workload(
     duration_range: tuple[float, float],
     stall_timeout: float,
     stagger: float,
-    seed: int = 11,
+    seed: int = WORKLOAD_SEED,
 ) -> WorkloadResult:
     """
     Every policy polls its own copy of the same tasks, all at once, with time divided by ``scale``.
@@ -349,15 +354,7 @@ async def workload(
                 task_id = sim.create_task(
                     {"duration": duration / scale, "curve": curve, "start_on_first_poll": True}
                 )
-                common = {"long_task_id": task_id, "stall_timeout": stall_timeout / scale, **kwargs}
-                trigger: LongTaskTrigger
-                if policy.prototype:
-                    no_signal = policy.no_signal_interval
-                    trigger = PrototypeBracketTrigger(
-                        no_signal_interval=None if no_signal is None else no_signal / scale, **common
-                    )
-                else:
-                    trigger = LongTaskTrigger(**common)
+                trigger = LongTaskTrigger(long_task_id=task_id, stall_timeout=stall_timeout / scale, **kwargs)
                 jobs.append((result, curve, task_id, trigger))
     rng = random.Random(seed)
     rng.shuffle(jobs)  # no policy always starts first
@@ -395,16 +392,99 @@ def clairvoyant_bound(durations: Sequence[float], fixed: PolicyResult) -> tuple[
     """
     A lower bound on the requests any policy needs for this workload at fixed polling's p95 delay.
 
-    Grant a policy perfect foresight of every linear and stepped task: one request each, at its end, no
-    delay. A stall-then-sudden task gives no hint of its end, so it must be polled at a steady interval
-    ``I``; its delay is then uniform in ``[0, I)``. With a third of the tasks stalling and the rest
-    detected at once, the pooled 95th percentile is the stall tasks' 85th, ``0.85 I``: the longest
-    interval that keeps fixed polling's p95 is ``I = p95 / 0.85``, and a stall task of duration ``D``
-    then needs ``ceil(D / I) + 1`` requests, as fixed polling needs ``ceil(D / P) + 1``.
+    Every trigger polls once when it starts (the simulator counts that GET for every policy, and a
+    trigger knows nothing of its task before it). Grant a policy perfect foresight of every linear and
+    stepped task after that: one more request each, at its end, no delay. A stall-then-jump task gives
+    no hint of its end, so it must be polled at a steady interval ``I``; its delay is then uniform in
+    ``[0, I)``. With a third of the tasks stalling and the rest detected at once, the pooled 95th
+    percentile is the stall tasks' 85th, ``0.85 I``: the longest interval that keeps fixed polling's
+    p95 is ``I = p95 / 0.85``, and a stall task of duration ``D`` then needs ``ceil(D / I) + 1``
+    requests, as fixed polling needs ``ceil(D / P) + 1``.
     Returns ``(I, requests as a share of fixed polling's, requests per stall task)``.
     """
     share_of_stalls = 1 / len(CURVES)
     interval = percentile(fixed.all_delays(), 95) / (1 - 0.05 / share_of_stalls)
     stall_requests = sum(math.ceil(d / interval) + 1 for d in durations)
-    share = (2 * len(durations) + stall_requests) / sum(fixed.all_requests())
+    share = (2 * CLAIRVOYANT_REQUESTS * len(durations) + stall_requests) / sum(fixed.all_requests())
     return interval, share, stall_requests / len(durations)
+
+
+#: Requests of a linear or stepped task under perfect foresight: the first poll, then one at its end.
+CLAIRVOYANT_REQUESTS = 2
+
+
+# ------------------------------------------------------------------ 3b. adaptive bounds, in a model
+#: A model-only progress curve: linear at the pace of a task twice as long, then done at half of it
+#: (a task that speeds up: its progress promised an end later than the real one).
+ENDS_EARLY = "ends early"
+MODEL_CURVES = (*CURVES, ENDS_EARLY)
+
+
+@dataclass(frozen=True)
+class ModelPolicy:
+    """Fixed polling (``adaptive`` False) or ``PollSchedule`` with these bounds (None: the default)."""
+
+    name: str
+    adaptive: bool
+    min_interval: float | None = None
+    max_interval: float | None = None
+
+
+@dataclass
+class ModelResult:
+    policy: ModelPolicy
+    requests: dict[str, list[int]] = field(default_factory=lambda: {curve: [] for curve in MODEL_CURVES})
+    delays: dict[str, list[float]] = field(default_factory=lambda: {curve: [] for curve in MODEL_CURVES})
+
+    def pooled(self, curves: Sequence[str] = CURVES) -> tuple[int, list[float]]:
+        """Requests and delays over ``curves`` (by default the three curves the workload measures)."""
+        return (
+            sum(n for curve in curves for n in self.requests[curve]),
+            [d for curve in curves for d in self.delays[curve]],
+        )
+
+
+def _model_poll(schedule: PollSchedule, curve: str, duration: float, round_trip: float) -> tuple[int, float]:
+    """Polls one simulated task as the trigger does (first poll at its start); ``(requests, delay)``."""
+    early = curve == ENDS_EARLY
+    spec = TaskSpec(
+        duration=2 * duration if early else duration,
+        curve=cast("Curve", "linear" if early else curve),
+        start_on_first_poll=True,
+    )
+    task = SimTask("model", spec)
+    task.start(0.0)  # the clock starts at the first poll, at t = 0
+    now, requests = 0.0, 0
+    while True:
+        requests += 1
+        if now >= duration:
+            return requests, now - duration
+        status = LongTask.from_json(task.status(now))
+        now += schedule.next_interval(status) + round_trip
+
+
+def bounds_model(
+    policies: Sequence[ModelPolicy], durations: Sequence[float], *, poll_interval: float, round_trip: float
+) -> list[ModelResult]:
+    """
+    Every policy polls every duration on every curve of :data:`MODEL_CURVES`, in simulated time.
+
+    The real ``PollSchedule`` and the simulator's own progress curves (``SimTask``), without a server
+    or an event loop: each poll costs ``round_trip`` seconds on top of the wait, nothing else varies.
+    """
+    results = []
+    for policy in policies:
+        result = ModelResult(policy)
+        for curve in MODEL_CURVES:
+            for duration in durations:
+                schedule = PollSchedule(
+                    poll_interval,
+                    adaptive=policy.adaptive,
+                    min_interval=policy.min_interval,
+                    max_interval=policy.max_interval,
+                )
+                requests, delay = _model_poll(schedule, curve, duration, round_trip)
+                result.requests[curve].append(requests)
+                result.delays[curve].append(delay)
+        results.append(result)
+    return results

@@ -253,8 +253,13 @@ def intervals(readings: list[tuple[int, int] | None], **kwargs: Any) -> list[flo
         pytest.param([(0, 10_000)], {"adaptive": True}, [30.0], id="adaptive-no-progress-yet"),
         pytest.param([(40, 0)], {"adaptive": True}, [30.0], id="adaptive-no-elapsed-time"),
         pytest.param([(100, 10_000)], {"adaptive": True}, [30.0], id="adaptive-done"),
-        # one reading: the end may come at the next step, so the window is open: fixed interval
-        pytest.param([(1, 10_000)], {"adaptive": True}, [30.0], id="adaptive-one-reading"),
+        # one reading: the end may come at the next step, so the window is open: poll again soon,
+        # but never later than the 10 s the task has run so far (default min is poll_interval / 6)
+        pytest.param([(1, 10_000)], {"adaptive": True}, [10.0], id="adaptive-one-reading"),
+        # 10 % at 30 s and still 10 % at 300 s: the window (300 s, 300 s] is empty: a stall, fall back
+        pytest.param(
+            [(10, 30_000), (10, 300_000)], {"adaptive": True}, [30.0, 30.0], id="empty-window-is-a-stall"
+        ),
         # 10 % per 10 s: after 40 s the window is (80 s, 100 s]: one poll at 100 s, then one at the end
         pytest.param(
             [(10, 10_000), (20, 20_000), (40, 40_000), (80, 80_000)],

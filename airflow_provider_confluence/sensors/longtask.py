@@ -44,7 +44,7 @@ class LongTaskSensor(BaseSensorOperator):
     :param stall_timeout: seconds a not-done task's clock (``elapsedTime``) may stand still before the
         sensor fails with ``LongTaskStalled``; None waits until ``timeout``. Not applied in reschedule mode.
     :param adaptive_polling: poll less often while the task's estimated end is far away (deferrable mode).
-    :param min_poke_interval: the shortest adaptive wait (default: ``poke_interval``).
+    :param min_poke_interval: the shortest adaptive wait (default: ``poke_interval`` / 6).
     :param max_poke_interval: the longest adaptive wait (default: 10 x ``poke_interval``).
     :param max_retries: consecutive retries of one status check on transient trouble (429, 5xx, resets).
     """

@@ -54,8 +54,8 @@ class LongTaskTrigger(BaseTrigger):
     :param warnings_fail: fail a task that succeeded with ``WARN_*`` keys.
     :param stall_timeout: seconds a not-done task's clock may stand still; None never gives up.
     :param adaptive_polling: poll less often while the task's ETA is far away.
-    :param min_poll_interval: the shortest adaptive wait.
-    :param max_poll_interval: the longest adaptive wait.
+    :param min_poll_interval: the shortest adaptive wait (default: ``poll_interval`` / 6).
+    :param max_poll_interval: the longest adaptive wait (default: 10 x ``poll_interval``).
     :param max_retries: consecutive retries of one poll on transient trouble.
     """
 
