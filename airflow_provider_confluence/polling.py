@@ -37,6 +37,10 @@ class ProgressTracker:
     _still_since: float | None = field(default=None, init=False)
     _still_polls: int = field(default=0, init=False)
 
+    def already_logged(self, percent: int, status: str | None) -> None:
+        """The progress someone else already logged (the sensor, before it deferred)."""
+        self._progress = (percent, status)
+
     def observe(self, task: LongTask, now: float) -> tuple[bool, bool]:
         """``(changed, stalled)`` for this status seen at ``now`` (``time.time()``)."""
         progress = (task.percentage_complete, task.status)

@@ -131,6 +131,7 @@ class LongTaskSensor(BaseSensorOperator):
                     min_poll_interval=self.min_poke_interval,
                     max_poll_interval=self.max_poke_interval,
                     max_retries=self.max_retries,
+                    logged_progress=self._logged_progress(),
                 ),
                 method_name="execute_complete",
                 timeout=timedelta(seconds=self.timeout),
@@ -151,6 +152,10 @@ class LongTaskSensor(BaseSensorOperator):
                 self.log.error("The first check failed (%s); deferring all the same (silent_fail).", error)
                 return False
             raise
+
+    def _logged_progress(self) -> list[Any] | None:
+        last = self._wait.last_seen if self._wait else None
+        return [last.percentage_complete, last.status] if last else None
 
     def poke(self, context: Context) -> bool | PokeReturnValue:
         wait = self._get_wait(context)

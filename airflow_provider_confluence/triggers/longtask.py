@@ -57,6 +57,7 @@ class LongTaskTrigger(BaseTrigger):
     :param min_poll_interval: the shortest adaptive wait (default: ``poll_interval`` / 6).
     :param max_poll_interval: the longest adaptive wait (default: 10 x ``poll_interval``).
     :param max_retries: consecutive retries of one poll on transient trouble.
+    :param logged_progress: ``[percent, status]`` the deferring task already logged (not logged again).
     """
 
     def __init__(
@@ -74,6 +75,7 @@ class LongTaskTrigger(BaseTrigger):
         min_poll_interval: float | None = None,
         max_poll_interval: float | None = None,
         max_retries: int = RetryPolicy.max_retries,
+        logged_progress: list[Any] | None = None,
     ) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
         self.long_task_id = str(long_task_id)
@@ -90,6 +92,7 @@ class LongTaskTrigger(BaseTrigger):
         self.min_poll_interval = None if min_poll_interval is None else float(min_poll_interval)
         self.max_poll_interval = None if max_poll_interval is None else float(max_poll_interval)
         self.max_retries = int(max_retries)
+        self.logged_progress = list(logged_progress) if logged_progress else None
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -107,6 +110,7 @@ class LongTaskTrigger(BaseTrigger):
                 "min_poll_interval": self.min_poll_interval,
                 "max_poll_interval": self.max_poll_interval,
                 "max_retries": self.max_retries,
+                "logged_progress": self.logged_progress,
             },
         )
 
@@ -125,6 +129,8 @@ class LongTaskTrigger(BaseTrigger):
             warnings_fail=self.warnings_fail,
             stall_timeout=self.stall_timeout,
         )
+        if self.logged_progress and len(self.logged_progress) == 2:
+            wait.tracker.already_logged(int(self.logged_progress[0]), self.logged_progress[1])
         schedule = PollSchedule(
             self.poll_interval,
             adaptive=self.adaptive_polling,

@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+import requests
 
 from airflow_provider_confluence.hooks import confluence as hook_module
 from airflow_provider_confluence.testing import ConfluenceSimulator, Fault, TaskSpec
@@ -610,3 +611,26 @@ async def test_the_token_is_in_no_event_and_no_serialized_trigger(
     for secret in SECRETS:
         assert secret not in text
     assert logs, "the trigger logged nothing: the log check would prove nothing"
+
+
+@pytest.mark.parametrize("handed_over", [True, False], ids=["sensor-logged-0%", "nothing-logged-yet"])
+async def test_progress_the_sensor_logged_is_not_logged_again(
+    sim: ConfluenceSimulator, connect: Any, logs: list[dict[str, Any]], handed_over: bool
+) -> None:
+    task_id = sim.add_task(TaskSpec(duration=2.0, curve="stepped", start_on_first_poll=True))  # 0 % for 0.5 s
+    status = json.loads(requests_status(sim, task_id))["status"]  # the sensor's check before deferring
+    logs.clear()
+
+    event = await fire(
+        make(task_id, poll_interval=0.03, logged_progress=[0, status] if handed_over else None)
+    )
+
+    assert event["status"] == "success"
+    zero_lines = [line for line in progress_lines(logs, task_id) if ": 0% after" in line]
+    assert len(zero_lines) == (0 if handed_over else 1), progress_lines(logs, task_id)
+
+
+def requests_status(sim: ConfluenceSimulator, task_id: str) -> str:
+    response = requests.get(sim.status_url(task_id), auth=(sim.email, sim.api_token), timeout=5)
+    response.raise_for_status()
+    return response.text
