@@ -24,7 +24,7 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 lint: venv
-	$(BIN)/ruff check airflow_provider_confluence tests example_dags benchmarks
+	$(BIN)/ruff check airflow_provider_confluence tests example_dags benchmarks integration
 
 typecheck: venv
 	$(BIN)/mypy airflow_provider_confluence
@@ -51,3 +51,11 @@ build: venv
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .mypy_cache .ruff_cache .pytest_cache
+
+# The provider in a real Airflow deployment (scheduler, dag-processor, triggerer, api-server,
+# LocalExecutor, PostgreSQL, the built wheel in a fresh venv, headless Chromium): see README,
+# "Integration tests". Own venvs under .venv-integration/; installs PostgreSQL and Chromium if missing.
+INTEGRATION_ARGS ?=
+.PHONY: test-integration
+test-integration:
+	@bash integration/run.sh $(INTEGRATION_ARGS)

@@ -37,7 +37,8 @@ with DAG(
         task_id="copy_page_tree",
         page_id="{{ params.source_page_id }}",
         destination_page_id="{{ params.archive_parent_id }}",
-        title_options={"prefix": "[backup {{ ds }}] "},
+        # run_after, not ds: a run triggered by hand in Airflow 3 may have no logical date
+        title_options={"prefix": "[backup {{ dag_run.run_after | ds }}] "},
         copy_permissions=False,
         deferrable=True,
         poll_interval=POLL_SECONDS,
