@@ -140,8 +140,9 @@ def test_bad_token_gets_a_clear_message(deployment: Deployment) -> None:
 
 @pytest.mark.xfail(
     strict=True,
-    reason="package bug: Airflow tests a connection under a random transient id, and "
-    "ConfluenceHook.test_connection's messages name it ('connection 'x7Gq2Lp0''); see the report",
+    reason="package bug: the API server tests a copy of the connection under a random id, and "
+    "ConfluenceHook.test_connection's message names it (credentials of connection 'x7Gq2Lp0'); fix: "
+    "drop ' of/to connection <id>' from the messages test_connection returns",
 )
 def test_bad_token_message_names_no_random_connection_id(deployment: Deployment) -> None:
     message = bad_token_answer(deployment)["message"]
@@ -216,8 +217,9 @@ def test_add_connection_form_shows_our_fields(add_form: dict[str, Any]) -> None:
 
 @pytest.mark.xfail(
     strict=True,
-    reason="package bug: the conn-fields enums include None without values_display, so the form "
-    "shows the literal text 'null' as the value of Deployment and Authentication; see the report",
+    reason="package bug: the conn-fields enums of deployment and auth_type include None without "
+    "values_display, so the form shows the literal text 'null'; fix: give both schemas a "
+    "values_display with a 'null' entry (e.g. 'Infer from the host')",
 )
 def test_optional_choices_are_not_shown_as_null(add_form: dict[str, Any]) -> None:
     for field, shown in add_form["selects"].items():
