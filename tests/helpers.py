@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import logging
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -30,3 +31,9 @@ def logs_without(caplog: pytest.LogCaptureFixture, secrets: Iterable[str]) -> It
         text = record.getMessage() + str(record.exc_text or "")
         for secret in secrets:
             assert secret not in text, text
+
+
+def import_string(classpath: str) -> Any:
+    """What the triggerer does with a serialized trigger's class path."""
+    module, _, name = classpath.rpartition(".")
+    return getattr(importlib.import_module(module), name)

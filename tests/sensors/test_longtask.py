@@ -37,7 +37,7 @@ from airflow_provider_confluence.sensors import longtask as sensor_module
 from airflow_provider_confluence.sensors.longtask import LongTaskSensor
 from airflow_provider_confluence.testing import ConfluenceSimulator, TaskSpec
 from airflow_provider_confluence.triggers.longtask import LongTaskTrigger
-from tests.helpers import logs_without
+from tests.helpers import import_string, logs_without
 
 CANARY = "CANARY-sensor-token-4e2a17"
 WRONG_CANARY = "CANARY-sensor-wrong-token-88f0"
@@ -51,12 +51,6 @@ SECRETS = (
 DAGS = Path(__file__).resolve().parents[1] / "dags"
 MODES = ["poke", "reschedule", "deferrable"]
 DETAILS = {"destinationUrl": "https://example.test/export.zip"}
-
-
-def import_string(classpath: str) -> Any:
-    """What the triggerer does with a serialized trigger's class path."""
-    module, _, name = classpath.rpartition(".")
-    return getattr(importlib.import_module(module), name)
 
 
 # ---------------------------------------------------------------------------- fixtures and helpers

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import gc
-import importlib
 import json
 import time
 from collections.abc import Callable, Iterator
@@ -17,7 +16,7 @@ import requests
 from airflow_provider_confluence.hooks import confluence as hook_module
 from airflow_provider_confluence.testing import ConfluenceSimulator, Fault, TaskSpec
 from airflow_provider_confluence.triggers.longtask import LongTaskTrigger
-from tests.helpers import logs_without
+from tests.helpers import import_string, logs_without
 
 # A garbage-collected aiohttp session that was never closed must fail the test, not just warn.
 pytestmark = pytest.mark.filterwarnings("error::pytest.PytestUnraisableExceptionWarning")
@@ -32,12 +31,6 @@ SECRETS = (
     base64.b64encode(f"{EMAIL}:{WRONG_CANARY}".encode()).decode(),
 )
 POLL = 0.05
-
-
-def import_string(classpath: str) -> Any:
-    """What the triggerer does with a serialized trigger's class path."""
-    module, _, name = classpath.rpartition(".")
-    return getattr(importlib.import_module(module), name)
 
 
 # ---------------------------------------------------------------------------- fixtures and helpers
